@@ -1,0 +1,3 @@
+"""styletx: neural style transfer."""
+from ._version import __version__
+

@@ -1,0 +1,160 @@
+"""Every option and its default, defined once.
+
+The API (`styletx.stylize`, `styletx.train`) and the CLI read these dataclasses; the CLI builds its flags
+from the field metadata (``help``, ``choices``), and a test checks that the two agree. Validation lives
+here too, so a bad value gets the same one-line error from the API and the CLI.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any, Optional, Sequence, Tuple
+
+from .errors import InputError
+
+BACKBONES = ("auto", "vgg19", "vgg16", "random")
+OPTIMIZERS = ("lbfgs", "adam")
+POOLINGS = ("max", "avg")
+INITS = ("content", "noise")  # or a path to an image
+PRESERVE_COLOR = ("none", "luminance", "histogram")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+DEFAULT_CONTENT_LAYERS: Tuple[str, ...] = ("relu4_2",)
+DEFAULT_STYLE_LAYERS: Tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+#: Learning rate used when ``learning_rate`` is None, per optimiser (pixels are in [0, 1]).
+DEFAULT_LEARNING_RATES = {"lbfgs": 1.0, "adam": 0.02}
+
+
+def opt(default: Any, help: str, *, choices: Optional[Sequence[str]] = None, cli: bool = True) -> Any:
+    """A dataclass field with its CLI help text and allowed values (``choices``) in the metadata."""
+    meta = {"help": help, "choices": tuple(choices) if choices else None, "cli": cli}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use tuples for sequence defaults")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class StylizeOptions:
+    """Options of the optimisation engine (Gatys et al.). Sizes in pixels, weights are unitless."""
+
+    size: int = opt(512, "Longest side of the output in pixels.")
+    iterations: int = opt(300, "Optimiser steps at the final scale (coarser scales run half as many).")
+    optimizer: str = opt("lbfgs", "Optimiser for the pixels.", choices=OPTIMIZERS)
+    learning_rate: Optional[float] = opt(None, "Step size; default 1.0 for lbfgs, 0.02 for adam.")
+    content_weight: float = opt(1.0, "Weight of the content loss: higher keeps more of the content's structure.")
+    style_weight: float = opt(1e5, "Weight of the style loss: higher takes on more of the style's texture.")
+    tv_weight: float = opt(1e-3, "Weight of the total-variation loss: higher gives smoother, less noisy output.")
+    content_layers: Tuple[str, ...] = opt(DEFAULT_CONTENT_LAYERS, "Backbone layers compared with the content.")
+    style_layers: Tuple[str, ...] = opt(DEFAULT_STYLE_LAYERS, "Backbone layers whose Gram matrices are matched.")
+    style_layer_weights: Optional[Tuple[float, ...]] = opt(
+        None, "Relative weight of each style layer (default: equal)."
+    )
+    style_blend_weights: Optional[Tuple[float, ...]] = opt(
+        None, "Relative weight of each style image when several are given (default: equal)."
+    )
+    style_scale: float = opt(1.0, "Size of the style image relative to the output: bigger gives coarser strokes.")
+    scales: int = opt(0, "Coarse-to-fine scales, each twice the last; 0 picks as many as keep the smallest >= 256 px.")
+    init: str = opt("content", "Starting image: content, noise, or the path of an image.")
+    seed: int = opt(0, "Random seed (noise init, weight-free backbone).")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps.")
+    precision: str = opt("auto", "Arithmetic: bf16 autocast where the hardware has it (auto), or fp32.", choices=PRECISIONS)
+    pooling: str = opt("max", "Pooling in the backbone.", choices=POOLINGS)
+    backbone: str = opt(
+        "auto", "Feature network; auto uses ImageNet VGG19 if its weights are found, else the weight-free one.",
+        choices=BACKBONES,
+    )
+    weights: Optional[str] = opt(None, "Path of a VGG weight file (overrides the look-up).")
+    preserve_color: str = opt("none", "Keep the content's colours.", choices=PRESERVE_COLOR)
+    save_every: int = opt(0, "Save the current image every N steps (0: never).", cli=False)
+
+    def validated(self) -> "StylizeOptions":
+        """Return self after checking every value; raises InputError naming the first bad option."""
+        _positive_int("size", self.size, minimum=16)
+        _positive_int("iterations", self.iterations, minimum=0)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.learning_rate is not None:
+            _positive_float("learning_rate", self.learning_rate)
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            _nonnegative_float(name, getattr(self, name))
+        _positive_float("style_scale", self.style_scale)
+        if not self.content_layers and self.content_weight > 0:
+            raise InputError("content_layers: give at least one layer (or set content_weight to 0)")
+        if not self.style_layers:
+            raise InputError("style_layers: give at least one layer")
+        _weights_for("style_layer_weights", self.style_layer_weights, len(self.style_layers))
+        if self.style_blend_weights is not None:
+            for w in self.style_blend_weights:
+                _nonnegative_float("style_blend_weights", w)
+            if sum(self.style_blend_weights) <= 0:
+                raise InputError("style_blend_weights: at least one weight must be positive")
+        _positive_int("scales", self.scales, minimum=0)
+        _positive_int("save_every", self.save_every, minimum=0)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("pooling", self.pooling, POOLINGS)
+        _choice("backbone", self.backbone, BACKBONES)
+        _choice("preserve_color", self.preserve_color, PRESERVE_COLOR)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise InputError(f"seed: expected an integer, got {self.seed!r}")
+        return self
+
+    @property
+    def lr(self) -> float:
+        """The learning rate in force: the explicit one or the optimiser's default."""
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[self.optimizer]
+
+    def with_(self, **changes: Any) -> "StylizeOptions":
+        """A copy with some options changed (unknown names raise InputError)."""
+        return replace(self, **_known(type(self), changes))
+
+
+def _known(cls: type, changes: dict) -> dict:
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise InputError(f"unknown option(s): {', '.join(unknown)}")
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in changes.items()}
+
+
+def build(cls: type, **values: Any) -> Any:
+    """Build an options dataclass from keyword values, coercing lists to tuples, then validate it."""
+    return cls(**_known(cls, values)).validated()
+
+
+def defaults(cls: type) -> dict:
+    """``{field name: default}`` of an options dataclass (what the CLI shows)."""
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_int(name: str, value: Any, *, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InputError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+
+
+def _positive_float(name: str, value: Any) -> None:
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise InputError(f"{name}: expected a finite number > 0, got {value!r}")
+
+
+def _nonnegative_float(name: str, value: Any) -> None:
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise InputError(f"{name}: expected a finite number >= 0, got {value!r}")
+
+
+def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise InputError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def _weights_for(name: str, weights: Optional[Sequence[float]], count: int) -> None:
+    if weights is None:
+        return
+    if len(weights) != count:
+        raise InputError(f"{name}: expected {count} values (one per layer), got {len(weights)}")
+    for w in weights:
+        _nonnegative_float(name, w)
