@@ -35,14 +35,19 @@ def _check_4d(name: str, x: Tensor) -> None:
         raise InputError(f"{name}: expected a (N, C, H, W) tensor, got shape {tuple(x.shape)}")
 
 
+def _fp32(x: Tensor) -> Tensor:
+    """``x`` in float32 when it is in a lower precision (float64 stays float64, for gradcheck)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def gram_matrix(features: Tensor) -> Tensor:
-    """Gram matrix of (N, C, H, W) features, normalised by C*H*W, as (N, C, C) float32.
+    """Gram matrix of (N, C, H, W) features, normalised by C*H*W, as (N, C, C) float32 (or float64).
 
     Normalising by the feature size makes a style weight mean the same at every image size.
     """
     _check_4d("gram_matrix", features)
     n, c, h, w = features.shape
-    flat = features.reshape(n, c, h * w).float()
+    flat = _fp32(features.reshape(n, c, h * w))
     with torch.autocast(device_type=flat.device.type, enabled=False):
         return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 
@@ -51,7 +56,7 @@ def content_loss(features: Tensor, target: Tensor) -> Tensor:
     """Mean squared error between (N, C, H, W) features and a target of the same shape (float32 scalar)."""
     if features.shape != target.shape:
         raise InputError(f"content_loss: shapes differ, {tuple(features.shape)} vs {tuple(target.shape)}")
-    return F.mse_loss(features.float(), target.float())
+    return F.mse_loss(_fp32(features), _fp32(target))
 
 
 def style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
@@ -61,7 +66,7 @@ def style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
         raise InputError(
             f"style_loss: target Gram is {tuple(target_gram.shape)}, features give {tuple(gram.shape)}"
         )
-    return F.mse_loss(gram, target_gram.float().expand_as(gram))
+    return F.mse_loss(gram, _fp32(target_gram).expand_as(gram))
 
 
 def layered_style_loss(
@@ -84,7 +89,7 @@ def tv_loss(image: Tensor) -> Tensor:
     A checkerboard of 0 and 1 has TV 2; a constant image has TV 0.
     """
     _check_4d("tv_loss", image)
-    x = image.float()
+    x = _fp32(image)
     dy = x[:, :, 1:, :] - x[:, :, :-1, :]
     dx = x[:, :, :, 1:] - x[:, :, :, :-1]
     return dy.pow(2).mean() + dx.pow(2).mean()

@@ -67,7 +67,6 @@ class StylizeOptions:
     )
     weights: Optional[str] = opt(None, "Path of a VGG weight file (overrides the look-up).")
     preserve_color: str = opt("none", "Keep the content's colours.", choices=PRESERVE_COLOR)
-    save_every: int = opt(0, "Save the current image every N steps (0: never).", cli=False)
 
     def validated(self) -> "StylizeOptions":
         """Return self after checking every value; raises InputError naming the first bad option."""
@@ -90,7 +89,6 @@ class StylizeOptions:
             if sum(self.style_blend_weights) <= 0:
                 raise InputError("style_blend_weights: at least one weight must be positive")
         _positive_int("scales", self.scales, minimum=0)
-        _positive_int("save_every", self.save_every, minimum=0)
         _choice("precision", self.precision, PRECISIONS)
         _choice("pooling", self.pooling, POOLINGS)
         _choice("backbone", self.backbone, BACKBONES)
