@@ -1,0 +1,661 @@
+"""Image input and output: anything image-like in, float32 (1, 3, H, W) sRGB tensors in [0, 1] out, and back to files.
+
+Loading applies EXIF orientation, converts every Pillow mode (palette, grayscale, 16-bit, CMYK, alpha) to RGB,
+converts an embedded ICC profile to sRGB and refuses decompression bombs before decoding. Saving is atomic
+(temporary file in the same folder, then a rename), refuses to overwrite unless asked, and stores a small
+str -> str metadata dict that :func:`read_metadata` reads back.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import secrets
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import ExifTags, Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from .errors import ImageError, InputError, StyletxWarning
+
+__all__ = [
+    "MAX_PIXELS",
+    "SAVE_FORMATS",
+    "ImageSource",
+    "LoadedImage",
+    "load_image",
+    "to_tensor",
+    "to_pil",
+    "resize_longest",
+    "resize_to",
+    "save_image",
+    "read_metadata",
+    "default_output_path",
+]
+
+#: Largest image (width * height) :func:`load_image` decodes unless told otherwise: 100 megapixels.
+MAX_PIXELS: int = 100_000_000
+
+#: File extension -> Pillow format name, for :func:`save_image`.
+SAVE_FORMATS: dict[str, str] = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+}
+
+# Raster formats load_image will decode. Deliberately excludes EPS (runs Ghostscript), WMF and other exotica.
+_READ_FORMATS = (
+    "PNG", "JPEG", "TIFF", "WEBP", "BMP", "DIB", "GIF", "PPM", "TGA", "AVIF",
+    "JPEG2000", "ICO", "PCX", "SGI", "QOI", "PSD", "DDS",
+)
+
+_JPEG_QUALITY = 95
+_WEBP_QUALITY = 95
+_META_KEY = "styletx"  # the JSON object {"styletx": {...}} stored in EXIF UserComment / TIFF ImageDescription
+_EXIF_ASCII = b"ASCII\x00\x00\x00"
+
+ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedImage:
+    """A loaded picture.
+
+    ``tensor``: (1, 3, H, W) float32 in [0, 1], sRGB (alpha composited on the background unless kept aside);
+    ``alpha``: (1, 1, H, W) float32 in [0, 1], or None (None unless ``keep_alpha`` and the source had alpha);
+    ``name``: the file as given, or "<PIL image>", "<array>", "<tensor>", for messages;
+    ``path``: the file, or None when the source was not a file.
+    """
+
+    tensor: torch.Tensor
+    alpha: torch.Tensor | None
+    name: str
+    path: Path | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return int(self.tensor.shape[-1]), int(self.tensor.shape[-2])
+
+    def to_pil(self) -> Image.Image:
+        """The picture as a PIL image: RGBA when alpha was kept aside, else RGB."""
+        pil = to_pil(self.tensor)
+        if self.alpha is not None:
+            pil.putalpha(_alpha_to_pil(self.alpha, pil.size))
+        return pil
+
+
+# --------------------------------------------------------------------------------------------------- loading
+
+
+def load_image(
+    source: ImageSource | LoadedImage,
+    *,
+    keep_alpha: bool = False,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    max_pixels: int = MAX_PIXELS,
+) -> LoadedImage:
+    """Load a file path, PIL image, numpy array or tensor as a (1, 3, H, W) float32 sRGB tensor in [0, 1].
+
+    Arrays are (H, W) or (H, W, C) with C in 1..4 (gray, gray+alpha, RGB, RGBA), uint8 (/255), uint16 (/65535),
+    bool or float in [0, 1]. Tensors are (C, H, W) or (1, C, H, W), float in [0, 1] or uint8; they stay on
+    their device. Alpha is composited on ``background`` (RGB in [0, 1]) unless ``keep_alpha``, in which case the
+    colour is left straight (not composited) and the alpha comes back in ``.alpha``. Images larger than
+    ``max_pixels`` (width * height) are refused before decoding. Raises ImageError naming the source.
+    """
+    bg = _background(background)
+    if isinstance(source, LoadedImage):
+        rgb, alpha, name, path = source.tensor, source.alpha, source.name, source.path
+        _check_pixels(name, rgb.shape[-1], rgb.shape[-2], max_pixels)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        name = str(source)
+        rgb, alpha = _load_file(path, name, max_pixels)
+    elif isinstance(source, Image.Image):
+        path, name = None, "<PIL image>"
+        _check_pixels(name, *source.size, max_pixels)
+        rgb, alpha = _from_pil(source, name)
+    elif isinstance(source, np.ndarray):
+        path, name = None, "<array>"
+        rgb, alpha = _from_array(source, name, max_pixels)
+    elif isinstance(source, torch.Tensor):
+        path, name = None, "<tensor>"
+        rgb, alpha = _from_tensor(source, name, max_pixels)
+    else:
+        raise ImageError(
+            f"cannot load an image from {type(source).__name__}; "
+            "expected a path, PIL image, numpy array or torch tensor"
+        )
+
+    if alpha is not None and not keep_alpha:
+        bg = bg.to(device=rgb.device)
+        rgb = rgb * alpha + bg * (1.0 - alpha)
+        alpha = None
+    rgb = rgb.clamp(0.0, 1.0).contiguous()
+    return LoadedImage(tensor=rgb, alpha=alpha, name=name, path=path)
+
+
+def to_tensor(img: ImageSource | LoadedImage) -> torch.Tensor:
+    """Any source :func:`load_image` accepts -> (1, 3, H, W) float32 in [0, 1] (alpha composited on white)."""
+    return load_image(img).tensor
+
+
+def to_pil(t: torch.Tensor) -> Image.Image:
+    """(1, 3, H, W) or (3, H, W) tensor in [0, 1] -> PIL RGB image (clamped, rounded to 8 bits; NaN -> 0)."""
+    if not isinstance(t, torch.Tensor):
+        raise InputError(f"to_pil: expected a torch tensor, got {type(t).__name__}")
+    x = t.detach()
+    if x.ndim == 4:
+        if x.shape[0] != 1:
+            raise InputError(f"to_pil: expected one image (1, 3, H, W), got a batch of shape {tuple(x.shape)}")
+        x = x[0]
+    if x.ndim != 3 or x.shape[0] not in (1, 3):
+        raise InputError(f"to_pil: expected shape (1, 3, H, W) or (3, H, W), got {tuple(t.shape)}")
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    x = x.to("cpu", torch.float32).nan_to_num(0.0).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    return Image.fromarray(x.permute(1, 2, 0).contiguous().numpy())
+
+
+def _load_file(path: Path, name: str, max_pixels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    im = _open(path, name)
+    with im:
+        _check_pixels(name, *im.size, max_pixels)
+        return _from_pil(im, name)
+
+
+def _open(path: Path, name: str) -> Image.Image:
+    """Open (read the header only), turning every failure into a one-line ImageError naming the file."""
+    if not path.exists():
+        raise ImageError(f"{name}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{name}: is a folder, not an image file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
+            return Image.open(path, formats=_READ_FORMATS)
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from e
+    except UnidentifiedImageError as e:
+        raise ImageError(f"{name}: not a readable image (unknown, unsupported or corrupt format)") from e
+    except PermissionError as e:
+        raise ImageError(f"{name}: permission denied") from e
+    except Exception as e:  # noqa: BLE001 - any decoder failure is an unreadable file
+        raise ImageError(f"{name}: cannot read image ({_one_line(e)})") from e
+
+
+def _check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
+    pixels = int(width) * int(height)
+    if pixels > max_pixels:
+        raise ImageError(
+            f"{name}: {width}x{height} = {pixels:,} pixels exceeds the limit of {max_pixels:,} "
+            "(possible decompression bomb); raise max_pixels to allow it"
+        )
+
+
+def _from_pil(im: Image.Image, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Decode a PIL image: EXIF orientation, mode and ICC conversion -> rgb (1,3,H,W), alpha (1,1,H,W) | None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im.load()
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from e
+    except Exception as e:  # noqa: BLE001 - truncated / corrupt data
+        raise ImageError(f"{name}: cannot decode image, the file may be truncated or corrupt ({_one_line(e)})") from e
+
+    icc = im.info.get("icc_profile")
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception as e:  # noqa: BLE001 - malformed EXIF must not make the picture unreadable
+        warnings.warn(f"{name}: EXIF orientation could not be read ({_one_line(e)}); using the image as stored",
+                      StyletxWarning, stacklevel=3)
+
+    im = _normalise_mode(im)
+    alpha = None
+    if im.mode in ("RGBA", "LA"):
+        alpha = np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0
+        im = im.convert("RGB" if im.mode == "RGBA" else "L")
+    if icc or im.mode == "LAB":
+        im = _to_srgb(im, icc, name)
+    rgb = _pil_colour_to_array(im, name)
+    rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+    alpha_t = None if alpha is None else torch.from_numpy(np.ascontiguousarray(alpha))[None, None]
+    return rgb_t, alpha_t
+
+
+def _normalise_mode(im: Image.Image) -> Image.Image:
+    """Palette, premultiplied, 1-bit, RGBX and tRNS-transparency modes -> one of RGB(A), L(A), I;16*, I, F, CMYK..."""
+    mode = im.mode
+    has_trns = "transparency" in im.info
+    if mode == "PA" or (mode == "P" and has_trns):
+        return im.convert("RGBA")
+    if mode == "P":
+        return im.convert("RGB")
+    if mode == "RGBa":
+        return im.convert("RGBA")
+    if mode == "La":
+        return im.convert("LA")
+    if mode == "1":
+        return im.convert("L")
+    if mode == "RGBX":
+        return im.convert("RGB")
+    if mode in ("RGB", "L") and has_trns:
+        return im.convert("RGBA" if mode == "RGB" else "LA")
+    return im
+
+
+def _to_srgb(im: Image.Image, icc: bytes | None, name: str) -> Image.Image:
+    """Convert with the embedded ICC profile (or the Lab profile for mode LAB) to sRGB, mode RGB."""
+    if im.mode not in ("RGB", "L", "CMYK", "LAB"):
+        warnings.warn(f"{name}: ICC profile ignored for {im.mode} images; values read as sRGB",
+                      StyletxWarning, stacklevel=4)
+        return im
+    try:
+        if icc:
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        else:
+            src = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
+        return ImageCms.profileToProfile(im, src, _srgb_profile(), outputMode="RGB")
+    except Exception as e:  # noqa: BLE001 - a broken profile must not make the picture unreadable
+        warnings.warn(f"{name}: ICC profile could not be applied ({_one_line(e)}); colours read as sRGB",
+                      StyletxWarning, stacklevel=4)
+        return im
+
+
+@functools.lru_cache(maxsize=1)
+def _srgb_profile() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _pil_colour_to_array(im: Image.Image, name: str) -> np.ndarray:
+    """A PIL image without alpha -> (H, W, 3) float32 in [0, 1]; 16-bit data rescaled by 65535, never clipped."""
+    mode = im.mode
+    if mode == "L":
+        gray = np.asarray(im, dtype=np.float32) / 255.0
+    elif mode.startswith("I;16"):
+        gray = np.asarray(im).astype(np.float32) / 65535.0
+    elif mode == "I":
+        values = np.asarray(im).astype(np.float64)
+        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if lo >= 0.0 and hi <= 65535.0:
+            gray = (values / 65535.0).astype(np.float32)
+        else:  # true 32-bit integer data: stretch its range rather than clip it
+            gray = ((values - lo) / max(hi - lo, 1.0)).astype(np.float32)
+    elif mode == "F":
+        gray = np.nan_to_num(np.asarray(im, dtype=np.float32)).clip(0.0, 1.0)
+    else:
+        if mode != "RGB":
+            try:
+                im = im.convert("RGB")
+            except Exception as e:  # noqa: BLE001
+                raise ImageError(f"{name}: cannot convert {mode} image to RGB ({_one_line(e)})") from e
+        return np.asarray(im, dtype=np.float32) / 255.0
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def _from_array(arr: np.ndarray, name: str, max_pixels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    a = np.asarray(arr)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ImageError(f"{name}: expected shape (H, W) or (H, W, C) with C in 1..4, got {tuple(arr.shape)}")
+    _check_pixels(name, a.shape[1], a.shape[0], max_pixels)
+    if a.dtype == np.uint8:
+        f = a.astype(np.float32) / 255.0
+    elif a.dtype == np.uint16:
+        f = a.astype(np.float32) / 65535.0
+    elif a.dtype == np.bool_ or np.issubdtype(a.dtype, np.floating):
+        f = np.nan_to_num(a.astype(np.float32)).clip(0.0, 1.0)
+    else:
+        raise ImageError(f"{name}: unsupported dtype {a.dtype}; use uint8, uint16 or float in [0, 1]")
+    t = torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1)))[None]
+    return _split_channels(t)
+
+
+def _from_tensor(t: torch.Tensor, name: str, max_pixels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    x = t.detach()
+    if x.ndim == 4:
+        if x.shape[0] != 1:
+            raise ImageError(f"{name}: expected one image (1, 3, H, W), got a batch of shape {tuple(t.shape)}")
+        x = x[0]
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or x.shape[0] not in (1, 3, 4) or x.shape[1] == 0 or x.shape[2] == 0:
+        raise ImageError(f"{name}: expected shape (3, H, W) or (1, 3, H, W), got {tuple(t.shape)}")
+    _check_pixels(name, x.shape[2], x.shape[1], max_pixels)
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    elif x.dtype.is_floating_point or x.dtype == torch.bool:
+        x = x.float().nan_to_num(0.0).clamp(0.0, 1.0)
+    else:
+        raise ImageError(f"{name}: unsupported dtype {x.dtype}; use float in [0, 1] or uint8")
+    return _split_channels(x[None])
+
+
+def _split_channels(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(1, C, H, W) with C in 1..4 (gray, gray+alpha, RGB, RGBA) -> rgb (1, 3, H, W), alpha (1, 1, H, W) | None."""
+    c = t.shape[1]
+    colour, alpha = (t[:, :-1], t[:, -1:]) if c in (2, 4) else (t, None)
+    if colour.shape[1] == 1:
+        colour = colour.expand(-1, 3, -1, -1)
+    return colour.contiguous(), None if alpha is None else alpha.contiguous()
+
+
+def _background(background: tuple[float, float, float]) -> torch.Tensor:
+    try:
+        values = [float(v) for v in background]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
+        raise InputError(f"background: expected three floats in [0, 1] (R, G, B), got {background!r}")
+    return torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1)
+
+
+# -------------------------------------------------------------------------------------------------- resizing
+
+
+def resize_to(t: torch.Tensor, size: tuple[int, int], *, mode: str = "bicubic") -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, h, w) for ``size`` = (h, w); antialiased bicubic (or bilinear), clamped to [0, 1].
+
+    Returned unchanged when already that size.
+    """
+    _check_batch(t, "resize_to")
+    if mode not in ("bicubic", "bilinear"):
+        raise InputError(f"resize_to: mode must be 'bicubic' or 'bilinear', got {mode!r}")
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise InputError(f"resize_to: size must be (height, width), got {size!r}") from None
+    if h < 1 or w < 1:
+        raise InputError(f"resize_to: size must be positive, got {(h, w)}")
+    if (h, w) == tuple(t.shape[-2:]):
+        return t
+    x = t if t.dtype in (torch.float32, torch.float64) else t.float()
+    out = F.interpolate(x, size=(h, w), mode=mode, align_corners=False, antialias=True)
+    return out.clamp_(0.0, 1.0).to(t.dtype)
+
+
+def resize_longest(t: torch.Tensor, longest: int, *, mode: str = "bicubic") -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, h, w) with max(h, w) == ``longest`` pixels, aspect kept; antialiased, in [0, 1]."""
+    _check_batch(t, "resize_longest")
+    if int(longest) < 1:
+        raise InputError(f"resize_longest: longest must be at least 1 pixel, got {longest!r}")
+    height, width = int(t.shape[-2]), int(t.shape[-1])
+    scale = int(longest) / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return resize_to(t, size, mode=mode)
+
+
+def _check_batch(t: torch.Tensor, what: str) -> None:
+    if not isinstance(t, torch.Tensor) or t.ndim != 4:
+        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise InputError(f"{what}: expected a (N, C, H, W) tensor, got {shape}")
+    if not (t.dtype.is_floating_point):
+        raise InputError(f"{what}: expected a floating-point tensor in [0, 1], got {t.dtype}")
+
+
+# ---------------------------------------------------------------------------------------------------- saving
+
+
+def save_image(
+    image: Image.Image | torch.Tensor | LoadedImage,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    metadata: Mapping[str, str] | None = None,
+    alpha: torch.Tensor | None = None,
+) -> Path:
+    """Write ``image`` ((1, 3, H, W) / (3, H, W) tensor in [0, 1], PIL image or LoadedImage) to ``path``; return it.
+
+    Format by extension: .png, .jpg/.jpeg (quality 95, no chroma subsampling), .tif/.tiff (deflate), .webp
+    (quality 95). ``alpha`` ((1, 1, H, W) or (H, W) in [0, 1], resized to the image if needed) is put back for
+    PNG/TIFF/WebP; JPEG drops it with a warning. ``metadata`` (str -> str, keys 1..79 Latin-1 characters) goes
+    into PNG text chunks, EXIF UserComment (JPEG, WebP) or the TIFF ImageDescription, as read by
+    :func:`read_metadata`. The write is atomic: a temporary file in the same folder, then a rename; nothing is
+    left behind on failure. An existing file is never replaced unless ``overwrite``.
+    """
+    path = check_output_path(path, overwrite=overwrite)
+    name = str(path)
+    fmt = _save_format(path)
+    meta = _check_metadata(metadata)
+    pil = _output_pil(image, alpha, fmt, name)
+    params = _save_params(fmt, meta)
+    _atomic_write(pil, path, fmt, params, overwrite=overwrite, name=name)
+    return path
+
+
+def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check that an image can be written to ``path`` (known extension, folder exists, no clobbering); return it.
+
+    Called before long runs so that a bad output path fails at once, not after the work.
+    """
+    path = Path(path)
+    name = str(path)
+    _save_format(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise ImageError(f"{name}: output folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise ImageError(f"{name}: is a folder, not a file name")
+    if not overwrite and os.path.lexists(path):
+        raise ImageError(f"{name}: exists; use --overwrite (overwrite=True) to replace it")
+    return path
+
+
+def _save_format(path: Path) -> str:
+    fmt = SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        supported = ", ".join(SAVE_FORMATS)
+        raise ImageError(f"{path}: unsupported extension {path.suffix or '(none)'!r}; supported: {supported}")
+    return fmt
+
+
+def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InputError(f"metadata: expected a mapping of str -> str, got {type(metadata).__name__}")
+    out: dict[str, str] = {}
+    for key, value in metadata.items():
+        ok = isinstance(key, str) and 1 <= len(key) <= 79 and key.isprintable()
+        if ok:
+            try:
+                key.encode("latin-1")
+            except UnicodeEncodeError:
+                ok = False
+        if not ok:
+            raise InputError(f"metadata: key {key!r} must be a printable Latin-1 string of 1 to 79 characters")
+        out[key] = value if isinstance(value, str) else str(value)
+    return out
+
+
+def _output_pil(image: Image.Image | torch.Tensor | LoadedImage, alpha: torch.Tensor | None,
+                fmt: str, name: str) -> Image.Image:
+    """The picture to write: RGB, or RGBA when there is alpha and the format keeps it."""
+    if isinstance(image, LoadedImage):
+        if alpha is None:
+            alpha = image.alpha
+        pil = to_pil(image.tensor)
+    elif isinstance(image, torch.Tensor):
+        pil = to_pil(image)
+    elif isinstance(image, Image.Image):
+        pil = image
+        if pil.mode not in ("RGB", "RGBA"):  # palette, 16-bit, CMYK...: convert the way load_image reads them
+            loaded = load_image(pil, keep_alpha=True, max_pixels=pil.width * pil.height)
+            pil = loaded.to_pil()
+    else:
+        raise ImageError(f"{name}: cannot save a {type(image).__name__}; expected a PIL image or a tensor")
+
+    if alpha is not None:
+        pil = pil.convert("RGB") if pil.mode != "RGB" else pil.copy()
+        pil.putalpha(_alpha_to_pil(alpha, pil.size, name))
+    if pil.mode == "RGBA" and fmt == "JPEG":
+        warnings.warn(f"{name}: JPEG has no alpha channel; transparency dropped", StyletxWarning, stacklevel=3)
+        pil = pil.convert("RGB")
+    return pil
+
+
+def _alpha_to_pil(alpha: torch.Tensor, size: tuple[int, int], name: str = "alpha") -> Image.Image:
+    """(1, 1, H, W), (1, H, W) or (H, W) in [0, 1] -> PIL "L" image of ``size`` (W, H), resized if needed."""
+    a = alpha.detach() if isinstance(alpha, torch.Tensor) else torch.as_tensor(np.asarray(alpha))
+    if a.ndim == 2:
+        a = a[None, None]
+    elif a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[0] != 1 or a.shape[1] != 1:
+        raise ImageError(f"{name}: alpha must have shape (1, 1, H, W) or (H, W), got {tuple(alpha.shape)}")
+    a = a.to("cpu", torch.float32)
+    width, height = size
+    if tuple(a.shape[-2:]) != (height, width):
+        a = resize_to(a, (height, width), mode="bilinear")
+    a8 = a[0, 0].nan_to_num(0.0).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).numpy()
+    return Image.fromarray(np.ascontiguousarray(a8))
+
+
+def _save_params(fmt: str, meta: dict[str, str]) -> dict:
+    payload = json.dumps({_META_KEY: meta}, ensure_ascii=True, sort_keys=True) if meta else None
+    if fmt == "PNG":
+        params: dict = {}
+        if meta:
+            info = PngImagePlugin.PngInfo()
+            for key, value in meta.items():
+                info.add_text(key, value)  # tEXt, or iTXt when the value is not Latin-1
+            params["pnginfo"] = info
+        return params
+    if fmt == "TIFF":
+        params = {"compression": "tiff_deflate"}
+        if payload:
+            params["description"] = payload
+        return params
+    params = {"quality": _JPEG_QUALITY, "subsampling": 0} if fmt == "JPEG" else {"quality": _WEBP_QUALITY}
+    if payload:
+        exif = Image.Exif()
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.UserComment] = _EXIF_ASCII + payload.encode("ascii")
+        params["exif"] = exif
+    return params
+
+
+def _atomic_write(pil: Image.Image, path: Path, fmt: str, params: dict, *, overwrite: bool, name: str) -> None:
+    """Encode into a hidden temporary file next to ``path``, fsync, then move it into place; clean up on failure."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)  # 0o666 & ~umask, like any new file
+            break
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise ImageError(f"{name}: cannot write in {str(path.parent)!r} ({_one_line(e)})") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pil.save(f, format=fmt, **params)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _move_no_clobber(tmp, path, name)
+    except (OSError, ValueError) as e:
+        if isinstance(e, InputError):
+            raise
+        raise ImageError(f"{name}: cannot write image ({_one_line(e)})") from e
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def _move_no_clobber(tmp: Path, path: Path, name: str) -> None:
+    """Move ``tmp`` to ``path`` unless ``path`` exists, atomically where hard links work (else check, then replace)."""
+    try:
+        os.link(tmp, path)  # fails if path appeared since the check; tmp is removed by the caller
+        return
+    except FileExistsError:
+        raise ImageError(f"{name}: exists; use --overwrite (overwrite=True) to replace it") from None
+    except OSError:
+        pass  # file system without hard links
+    if os.path.lexists(path):
+        raise ImageError(f"{name}: exists; use --overwrite (overwrite=True) to replace it")
+    os.replace(tmp, path)
+
+
+# -------------------------------------------------------------------------------------------------- metadata
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The str -> str metadata of an image file: PNG text chunks, plus what :func:`save_image` put in EXIF
+    UserComment (JPEG, WebP) or the TIFF ImageDescription. {} when there is none. Raises ImageError naming the file.
+    """
+    path = Path(path)
+    name = str(path)
+    im = _open(path, name)
+    out: dict[str, str] = {}
+    with im:
+        _check_pixels(name, *im.size, MAX_PIXELS)  # PNG text after the pixels needs decoding
+        try:
+            if im.format == "PNG":
+                out.update({str(k): str(v) for k, v in im.text.items()})
+            exif = im.getexif()
+            candidates = [exif.get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.UserComment),
+                          exif.get(ExifTags.Base.ImageDescription)]
+        except Exception as e:  # noqa: BLE001 - truncated or corrupt file
+            raise ImageError(f"{name}: cannot read metadata, the file may be truncated or corrupt "
+                             f"({_one_line(e)})") from e
+    for raw in candidates:
+        out.update(_parse_payload(raw))
+    return out
+
+
+def _parse_payload(raw: object) -> dict[str, str]:
+    """Our JSON object {"styletx": {...}} from an EXIF/TIFF text field, or {} when it is something else."""
+    if isinstance(raw, bytes):
+        for prefix in (_EXIF_ASCII, b"\x00" * 8):
+            if raw.startswith(prefix):
+                raw = raw[len(prefix):]
+                break
+        raw = raw.decode("utf-8", errors="replace")
+    if not isinstance(raw, str) or _META_KEY not in raw:
+        return {}
+    try:
+        data = json.loads(raw.strip("\x00 "))
+    except ValueError:
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get(_META_KEY), dict):
+        return {}
+    return {str(k): str(v) for k, v in data[_META_KEY].items()}
+
+
+# ---------------------------------------------------------------------------------------------------- naming
+
+
+def default_output_path(content: str | os.PathLike, *, tag: str = "stylized", ext: str = ".png") -> Path:
+    """A path next to ``content`` that does not exist yet: <stem>_<tag><ext>, then <stem>_<tag>-2<ext>, -3, ..."""
+    content = Path(content)
+    ext = ext if ext.startswith(".") else "." + ext
+    _save_format(content.with_suffix(ext))
+    stem = f"{content.stem}_{tag}" if tag else content.stem
+    candidate = content.with_name(stem + ext)
+    n = 2
+    while os.path.lexists(candidate):
+        candidate = content.with_name(f"{stem}-{n}{ext}")
+        n += 1
+    return candidate
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
