@@ -1,3 +1,29 @@
-"""styletx: neural style transfer."""
-from ._version import __version__
+"""styletx: neural style transfer for images and video.
 
+``styletx.stylize(content, style, **options)`` optimises an image (Gatys et al.); with ``model=`` it runs a
+trained feed-forward transformer (Johnson et al.). Options and their defaults: :class:`StylizeOptions`.
+"""
+
+from ._version import __version__
+from .api import StylizeResult, stylize
+from .errors import CheckpointError, ImageError, InputError, StyletxError, StyletxWarning, WeightsError
+from .image import load_image, save_image
+from .optimize import Iterate, RunRecord
+from .options import StylizeOptions
+
+__all__ = [
+    "__version__",
+    "stylize",
+    "StylizeResult",
+    "StylizeOptions",
+    "Iterate",
+    "RunRecord",
+    "load_image",
+    "save_image",
+    "StyletxError",
+    "InputError",
+    "ImageError",
+    "WeightsError",
+    "CheckpointError",
+    "StyletxWarning",
+]

@@ -107,10 +107,8 @@ class LossTerms:
 
     def as_floats(self) -> Dict[str, float]:
         """``{"content": ..., "style": ..., "tv": ..., "total": ...}`` as Python floats (for records/logs)."""
-        out = {"content": float(self.content), "style": float(self.style), "tv": float(self.tv)}
-        out.update({k: float(v) for k, v in self.extra.items()})
-        out["total"] = float(self.total)
-        return out
+        out = {"content": self.content, "style": self.style, "tv": self.tv, **self.extra, "total": self.total}
+        return {k: float(v.detach()) for k, v in out.items()}
 
 
 def total_loss(

@@ -1,0 +1,302 @@
+"""The ``styletx`` command line: parses, calls the API, draws progress, maps errors to exit codes.
+
+Exit codes: 0 success, 1 internal error, 2 bad input or usage, 130 interrupted (the best image so far is saved).
+Option flags of ``run`` are generated from :class:`styletx.options.StylizeOptions`, so the CLI and the API
+share one set of defaults.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+import typing
+import warnings
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import click
+
+from ._version import __version__
+from .errors import InputError, StyletxError
+from .options import StylizeOptions
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+# ---------------------------------------------------------------- options from the dataclasses
+
+
+class CommaList(click.ParamType):
+    """A comma-separated list: ``relu1_1,relu2_1`` -> ("relu1_1", "relu2_1"); floats when ``item`` is float."""
+
+    name = "LIST"
+
+    def __init__(self, item: type = str) -> None:
+        self.item = item
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value is None or isinstance(value, tuple):
+            return value
+        parts = [p.strip() for p in str(value).split(",") if p.strip()]
+        try:
+            return tuple(self.item(p) for p in parts)
+        except ValueError:
+            self.fail(f"expected comma-separated {self.item.__name__} values, got {value!r}", param, ctx)
+
+
+def _click_type(hint: Any, choices: Optional[Tuple[str, ...]]) -> Any:
+    if choices:
+        return click.Choice(choices)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if typing.get_origin(hint) is typing.Union and args else hint
+    if typing.get_origin(base) is tuple:
+        item = typing.get_args(base)[0]
+        return CommaList(float if item is float else str)
+    return {int: click.INT, float: click.FLOAT, str: click.STRING, bool: click.BOOL}.get(base, click.STRING)
+
+
+def options_from(cls: type, *, skip: Sequence[str] = ()) -> Callable[[Callable], Callable]:
+    """A decorator adding one ``--flag`` per field of the options dataclass ``cls`` (help and default from it)."""
+    hints = typing.get_type_hints(cls)
+
+    def decorate(func: Callable) -> Callable:
+        for f in reversed(fields(cls)):
+            if f.name in skip or not f.metadata.get("cli", True):
+                continue
+            default = None if f.default is MISSING else f.default
+            shown = ",".join(str(v) for v in default) if isinstance(default, tuple) else default
+            func = click.option(
+                "--" + f.name.replace("_", "-"),
+                f.name,
+                type=_click_type(hints[f.name], f.metadata.get("choices")),
+                default=default,
+                show_default=shown if shown is not None else False,
+                help=f.metadata.get("help", ""),
+            )(func)
+        return func
+
+    return decorate
+
+
+def option_values(cls: type, params: Dict[str, Any]) -> Dict[str, Any]:
+    """The subset of click ``params`` that are fields of ``cls``."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in params.items() if k in names}
+
+
+# ---------------------------------------------------------------- errors and progress
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"styletx: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Turn exceptions into one line on stderr and an exit code (the traceback only with --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = kwargs.pop("debug", False) or bool((click.get_current_context().obj or {}).get("debug"))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                warnings.showwarning = _show_warning
+                return func(*args, **kwargs)
+        except StyletxError as exc:
+            if debug:
+                traceback.print_exc()
+            _fail(str(exc), exc.exit_code)
+        except click.ClickException:
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # an internal error: say so in one line, details with --debug
+            if debug:
+                traceback.print_exc()
+            _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
+
+    return click.option("--debug", is_flag=True, help="Show the full traceback on errors.")(wrapper)
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    click.echo(f"styletx: warning: {message}", err=True)
+
+
+class ProgressBar:
+    """A tqdm bar fed by the engines' per-step callbacks, showing the loss terms."""
+
+    def __init__(self, enabled: bool = True, unit: str = "step") -> None:
+        self.enabled = enabled
+        self.unit = unit
+        self.bar = None
+
+    def __call__(self, it: Any) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=it.total, unit=self.unit, dynamic_ncols=True, file=sys.stderr)
+        losses = getattr(it, "losses", {})
+        self.bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+        if hasattr(it, "scales") and it.scales > 1:
+            self.bar.set_description(f"{it.size}px", refresh=False)
+        self.bar.update(it.step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---------------------------------------------------------------- commands
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="styletx")
+@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """styletx: neural style transfer for images and video.
+
+    \b
+    Examples:
+      styletx run examples/content.jpg examples/style.jpg -o out.png
+      styletx weights
+      styletx score out.png --content examples/content.jpg --style examples/style.jpg
+    """
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+def _check_output(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
+    from .image import check_output_path
+
+    for src in inputs:
+        if src.exists() and out.exists() and out.resolve() == src.resolve():
+            raise InputError(f"{out}: the output would overwrite an input image")
+    check_output_path(out, overwrite=overwrite)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: next to the content).")
+@click.option("--model", type=click.Path(path_type=Path), help="A trained transformer: stylise IMAGES in one pass.")
+@click.option("--overwrite", is_flag=True, help="Replace the output file if it exists.")
+@click.option("--save-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also save the current image every N steps (OUT.stepN.png).")
+@click.option("--keep-alpha", is_flag=True, help="Put the content's transparency back on the output.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@options_from(StylizeOptions)
+@handle_errors
+def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path], overwrite: bool,
+        save_every: int, keep_alpha: bool, quiet: bool, **params: Any) -> None:
+    """Stylise CONTENT with STYLE (several styles are blended).
+
+    \b
+    IMAGES is CONTENT STYLE [STYLE...], or with --model, CONTENT [CONTENT...].
+    Example:
+      styletx run photo.jpg starry.jpg -o photo_starry.png --size 512 --iterations 300
+    """
+    from .api import stylize
+    from .image import default_output_path, save_image
+
+    if model is not None:
+        return _run_model(model, images, output, overwrite, keep_alpha, quiet, params)
+    if len(images) < 2:
+        raise click.UsageError("give a CONTENT image and at least one STYLE image (or --model)")
+    content, styles = images[0], list(images[1:])
+    out = output or default_output_path(content)
+    _check_output(out, images, overwrite)
+
+    bar = ProgressBar(enabled=not quiet)
+
+    def progress(it: Any) -> None:
+        bar(it)
+        if save_every and it.step % save_every == 0:
+            snap = out.with_name(f"{out.stem}.step{it.step}{out.suffix}")
+            save_image(it.image, snap, overwrite=True)
+
+    values = option_values(StylizeOptions, params)
+    try:
+        result = stylize(content, styles, callback=progress, keep_alpha=keep_alpha, **values)
+    finally:
+        bar.close()
+    path = result.save(out, overwrite=overwrite)
+    rec = result.record
+    if rec.interrupted:
+        click.echo(f"styletx: interrupted: saved the best image so far to {path}", err=True)
+        sys.exit(130)
+    for note in rec.notes:
+        if "weight-free" not in note:  # the fallback warning was already shown
+            click.echo(f"styletx: note: {note}", err=True)
+    click.echo(f"{path}  ({rec.steps} steps, {rec.seconds:.1f} s, {rec.device}, {rec.precision}, "
+               f"backbone {rec.backbone.get('backbone', '?')})")
+
+
+def _run_model(model: Path, images: Sequence[Path], output: Optional[Path], overwrite: bool, keep_alpha: bool,
+               quiet: bool, params: Dict[str, Any]) -> None:
+    from .transformer import run_model_cli
+
+    paths = run_model_cli(model, list(images), output, overwrite=overwrite, keep_alpha=keep_alpha, quiet=quiet,
+                          size=params.get("size"), device=params.get("device"),
+                          preserve_color=params.get("preserve_color"))
+    for p in paths:
+        click.echo(str(p))
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--write-manifest", type=click.Path(path_type=Path), help="Write the manifest of known files here.")
+@handle_errors
+def weights(write_manifest: Optional[Path]) -> None:
+    """Show which weight files are found where, and which are missing (with their URL and sha256).
+
+    \b
+    Example:
+      styletx weights
+    """
+    from .weights import weights_report, write_manifest as write
+
+    if write_manifest:
+        click.echo(str(write(write_manifest)))
+        return
+    for entry in weights_report():
+        where = entry.get("path") or "missing"
+        click.echo(f"{entry['name']:<24} {entry.get('arch', ''):<7} {where}")
+        if not entry.get("path"):
+            click.echo(f"  url: {entry['url']}  sha256: {entry['sha256']}")
+    from .weights import search_folders
+
+    click.echo("searched: " + ", ".join(str(p) for p in search_folders()))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--content", "content", required=True, type=click.Path(path_type=Path), help="The content image.")
+@click.option("--style", "style", required=True, type=click.Path(path_type=Path), help="The style image.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+@handle_errors
+def score(output: Path, content: Path, style: Path, as_json: bool) -> None:
+    """Quality scores of a stylised OUTPUT against its content and style (no neural network involved).
+
+    \b
+    content_ssim      structure kept from the content (SSIM of luminance; 1 = identical, higher is closer)
+    color_distance    colour distribution against the style (sliced Wasserstein; lower is closer)
+    texture_distance  texture statistics against the style (oriented filter bank; lower is closer)
+    Example:
+      styletx score out.png --content photo.jpg --style starry.jpg --json
+    """
+    from .metrics import score as compute
+
+    scores = compute(output, content, style)
+    if as_json:
+        click.echo(json.dumps(scores, sort_keys=True))
+    else:
+        for k, v in scores.items():
+            click.echo(f"{k:<18} {v:.4f}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

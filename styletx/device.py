@@ -1,0 +1,75 @@
+"""Choosing the device and the arithmetic (fp32 or bf16 autocast) for a run."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+from typing import ContextManager
+
+import torch
+
+from .errors import InputError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` -> the first CUDA GPU, else Apple MPS, else the CPU; otherwise the named device, checked."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device: unknown device {name!r} (auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device: {name!r} asked for, but no CUDA GPU is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(f"device: {name!r} does not exist ({torch.cuda.device_count()} GPU(s) found)")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise InputError("device: 'mps' asked for, but Apple MPS is not available")
+    elif device.type != "cpu":
+        raise InputError(f"device: unsupported device {name!r} (auto, cpu, cuda, cuda:N or mps)")
+    return device
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when oneDNN can run bf16 convolutions natively on this CPU (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether a run with ``precision`` (auto | fp32 | bf16) on ``device`` uses bf16 autocast."""
+    if precision == "fp32":
+        return False
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    elif device.type == "cpu":
+        supported = cpu_has_fast_bf16()
+    else:
+        supported = False
+    if precision == "bf16" and not supported and device.type != "cpu":
+        raise InputError(f"precision: bf16 is not supported on {device}")
+    return supported or precision == "bf16"
+
+
+def autocast(enabled: bool, device: torch.device) -> ContextManager:
+    """bf16 autocast on ``device`` when enabled, else a no-op context."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def memory_mb(device: torch.device) -> float:
+    """Peak memory in MiB: allocated GPU memory on CUDA, else the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
