@@ -50,7 +50,11 @@ class StylizeResult:
 
 def prepare_extractor(options: StylizeOptions, device: torch.device) -> torch.nn.Module:
     """Resolve the backbone (with the auto fallback) and build its extractor for the options' layers."""
-    name, weights = resolve_backbone(options.backbone, options.weights)
+    if options.weights is None and options.backbone != "random":
+        # torchvision's convention: weights=None is the architecture with seeded random weights.
+        name, weights = ("vgg19" if options.backbone == "auto" else options.backbone), None
+    else:
+        name, weights = resolve_backbone(options.backbone, options.weights)
     layers = tuple(dict.fromkeys(tuple(options.content_layers) + tuple(options.style_layers)))
     extractor = build_extractor(name, layers, weights=weights, pooling=options.pooling, seed=options.seed, device=device)
     return extractor.to(memory_format=torch.channels_last)

@@ -220,6 +220,8 @@ def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path],
             save_image(it.image, snap, overwrite=True)
 
     values = option_values(StylizeOptions, params)
+    if str(values.get("weights")).lower() == "none":
+        values["weights"] = None
     try:
         result = stylize(content, styles, callback=progress, keep_alpha=keep_alpha, **values)
     finally:

@@ -65,7 +65,9 @@ class StylizeOptions:
         "auto", "Feature network; auto uses ImageNet VGG19 if its weights are found, else the weight-free one.",
         choices=BACKBONES,
     )
-    weights: Optional[str] = opt(None, "Path of a VGG weight file (overrides the look-up).")
+    weights: Optional[str] = opt(
+        "DEFAULT", "VGG weights: DEFAULT (ImageNet, found by the look-up), a file path, or none (seeded random)."
+    )
     preserve_color: str = opt("none", "Keep the content's colours.", choices=PRESERVE_COLOR)
 
     def validated(self) -> "StylizeOptions":
@@ -156,3 +158,75 @@ def _weights_for(name: str, weights: Optional[Sequence[float]], count: int) -> N
         raise InputError(f"{name}: expected {count} values (one per layer), got {len(weights)}")
     for w in weights:
         _nonnegative_float(name, w)
+
+
+# ------------------------------------------------------------------------------------- training (issue 3)
+
+TRANSFORMER_ARCHS = ("standard", "slim")
+#: Content is read from a shallow layer for the feed-forward network (Johnson et al. 2016: relu2_2).
+DEFAULT_TRAIN_CONTENT_LAYERS: Tuple[str, ...] = ("relu2_2",)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Options of ``styletx train``: training a feed-forward transformer for one style (Johnson et al.).
+
+    Sizes in pixels; weights unitless, with the same meaning as in :class:`StylizeOptions` (same losses).
+    """
+
+    size: int = opt(256, "Side of the random square crops of the training images, in pixels.")
+    steps: int = opt(2000, "Optimiser steps (0: run for --epochs instead).")
+    epochs: int = opt(0, "Passes over the training images (0: no limit; stops at --steps).")
+    batch_size: int = opt(4, "Images per step.")
+    learning_rate: float = opt(1e-3, "Adam step size.")
+    content_weight: float = opt(1.0, "Weight of the content loss: higher keeps more of the content's structure.")
+    style_weight: float = opt(1e5, "Weight of the style loss: higher takes on more of the style's texture.")
+    tv_weight: float = opt(1e-3, "Weight of the total-variation loss: higher gives smoother output.")
+    content_layers: Tuple[str, ...] = opt(DEFAULT_TRAIN_CONTENT_LAYERS, "Backbone layers compared with the content.")
+    style_layers: Tuple[str, ...] = opt(DEFAULT_STYLE_LAYERS, "Backbone layers whose Gram matrices are matched.")
+    style_size: Optional[int] = opt(None, "Longest side of the style image in pixels (default: --size).")
+    arch: str = opt("standard", "Transformer architecture.", choices=TRANSFORMER_ARCHS)
+    backbone: str = opt(
+        "auto", "Feature network; auto uses ImageNet VGG19 if its weights are found, else the weight-free one.",
+        choices=BACKBONES,
+    )
+    weights: Optional[str] = opt(None, "Path of a VGG weight file (overrides the look-up).")
+    pooling: str = opt("max", "Pooling in the backbone.", choices=POOLINGS)
+    seed: int = opt(0, "Random seed (network init, crops, order).")
+    checkpoint_every: int = opt(500, "Save the checkpoint every N steps (0: only at the end).")
+    preview_every: int = opt(0, "Write a preview of the validation image every N steps (0: never).")
+    preview_image: Optional[str] = opt(None, "Validation picture for previews (default: the first training image).")
+    resume: Optional[str] = opt(None, "Continue from this checkpoint (its weights, optimiser state and step).")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps.")
+    precision: str = opt("auto", "bf16 autocast where the hardware has it natively (auto), or fp32.", choices=PRECISIONS)
+
+    def validated(self) -> "TrainOptions":
+        """Return self after checking every value; raises InputError naming the first bad option."""
+        _positive_int("size", self.size, minimum=16)
+        _positive_int("steps", self.steps, minimum=0)
+        _positive_int("epochs", self.epochs, minimum=0)
+        if self.steps == 0 and self.epochs == 0:
+            raise InputError("steps: give --steps or --epochs (both are 0)")
+        _positive_int("batch_size", self.batch_size)
+        _positive_float("learning_rate", self.learning_rate)
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            _nonnegative_float(name, getattr(self, name))
+        if not self.content_layers and self.content_weight > 0:
+            raise InputError("content_layers: give at least one layer (or set content_weight to 0)")
+        if not self.style_layers:
+            raise InputError("style_layers: give at least one layer")
+        if self.style_size is not None:
+            _positive_int("style_size", self.style_size, minimum=16)
+        _choice("arch", self.arch, TRANSFORMER_ARCHS)
+        _choice("backbone", self.backbone, BACKBONES)
+        _choice("pooling", self.pooling, POOLINGS)
+        _choice("precision", self.precision, PRECISIONS)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise InputError(f"seed: expected an integer, got {self.seed!r}")
+        _positive_int("checkpoint_every", self.checkpoint_every, minimum=0)
+        _positive_int("preview_every", self.preview_every, minimum=0)
+        return self
+
+    def with_(self, **changes: Any) -> "TrainOptions":
+        """A copy with some options changed (unknown names raise InputError)."""
+        return replace(self, **_known(type(self), changes)).validated()
