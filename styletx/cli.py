@@ -67,13 +67,13 @@ def options_from(cls: type, *, skip: Sequence[str] = ()) -> Callable[[Callable],
             if f.name in skip or not f.metadata.get("cli", True):
                 continue
             default = None if f.default is MISSING else f.default
-            shown = ",".join(str(v) for v in default) if isinstance(default, tuple) else default
+            shown = ",".join(str(v) for v in default) if isinstance(default, tuple) else default is not None
             func = click.option(
                 "--" + f.name.replace("_", "-"),
                 f.name,
                 type=_click_type(hints[f.name], f.metadata.get("choices")),
                 default=default,
-                show_default=shown if shown is not None else False,
+                show_default=shown,
                 help=f.metadata.get("help", ""),
             )(func)
         return func
@@ -259,19 +259,18 @@ def weights(write_manifest: Optional[Path]) -> None:
     Example:
       styletx weights
     """
-    from .weights import weights_report, write_manifest as write
+    from .weights import search_dirs, weights_report, write_manifest as write
 
     if write_manifest:
         click.echo(str(write(write_manifest)))
         return
     for entry in weights_report():
-        where = entry.get("path") or "missing"
-        click.echo(f"{entry['name']:<24} {entry.get('arch', ''):<7} {where}")
-        if not entry.get("path"):
-            click.echo(f"  url: {entry['url']}  sha256: {entry['sha256']}")
-    from .weights import search_folders
-
-    click.echo("searched: " + ", ".join(str(p) for p in search_folders()))
+        where = entry["path"] if entry["status"] == "found" else entry["status"]
+        click.echo(f"{entry['name']:<22} {entry['arch']:<6} {where}")
+        if entry["status"] != "found":
+            sha = entry["sha256"] + ("" if len(entry["sha256"]) == 64 else " (first hex digits)")
+            click.echo(f"  url: {entry['url']}  sha256: {sha}")
+    click.echo("searched, in order: " + ", ".join(str(p) for p in search_dirs()))
 
 
 @main.command(context_settings=CONTEXT)

@@ -1,0 +1,187 @@
+"""The command line: exit codes, one-line errors, outputs written and read back, options matching the API."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import make_image
+from styletx import __version__
+from styletx.cli import main
+from styletx.image import read_metadata
+from styletx.options import StylizeOptions, defaults
+
+FAST = ["--size", "32", "--iterations", "3", "--backbone", "random", "--scales", "1", "-q"]
+
+
+@pytest.fixture
+def pair(tmp_path: Path):
+    content, style = tmp_path / "content.png", tmp_path / "style.jpg"
+    make_image(48, 40, seed=1).save(content)
+    make_image(40, 40, seed=2, kind="stripes").save(style)
+    return content, style
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_one_line_error(result, code: int, needle: str) -> None:
+    assert result.exit_code == code, result.output
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("styletx: error:")]
+    assert len(errors) == 1, result.output
+    assert needle in errors[0], errors[0]
+    assert "Traceback" not in result.output
+
+
+def test_run_writes_image_with_metadata(pair, tmp_path):
+    content, style = pair
+    out = tmp_path / "out.png"
+    result = invoke("run", content, style, "-o", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert str(out) in result.output and "3 steps" in result.output
+    img = Image.open(out)
+    assert img.size == (32, 27)
+    meta = read_metadata(out)
+    assert meta["styletx"] == __version__
+    assert json.loads(meta["styletx.record"])["options"]["iterations"] == 3
+
+
+def test_default_output_next_to_content_never_clobbers(pair):
+    content, style = pair
+    first = invoke("run", content, style, *FAST)
+    second = invoke("run", content, style, *FAST)
+    assert first.exit_code == 0 and second.exit_code == 0
+    assert (content.parent / "content_stylized.png").exists()
+    assert (content.parent / "content_stylized-2.png").exists()
+
+
+def test_existing_output_needs_overwrite(pair, tmp_path):
+    content, style = pair
+    out = tmp_path / "out.png"
+    out.write_bytes(b"keep me")
+    assert_one_line_error(invoke("run", content, style, "-o", out, *FAST), 2, "--overwrite")
+    assert out.read_bytes() == b"keep me"
+    assert invoke("run", content, style, "-o", out, "--overwrite", *FAST).exit_code == 0
+    assert Image.open(out).size == (32, 27)
+
+
+def test_save_every_writes_snapshots(pair, tmp_path):
+    content, style = pair
+    out = tmp_path / "o.png"
+    assert invoke("run", content, style, "-o", out, "--save-every", "2", *FAST).exit_code == 0
+    assert (tmp_path / "o.step2.png").exists() and not (tmp_path / "o.step3.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--size", "0"], "size"),
+        (["--iterations", "-1"], "iterations"),
+        (["--style-weight", "nan"], "style_weight"),
+        (["--content-weight", "-1"], "content_weight"),
+        (["--tv-weight", "inf"], "tv_weight"),
+        (["--style-layers", "relu1_1,relu9_9"], "relu9_9"),
+        (["--device", "tpu"], "device"),
+    ],
+)
+def test_bad_option_values_exit_2(pair, tmp_path, args, needle):
+    content, style = pair
+    result = invoke("run", content, style, "-o", tmp_path / "o.png", *FAST, *args)
+    assert_one_line_error(result, 2, needle)
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_usage_errors_exit_2(pair):
+    content, style = pair
+    assert invoke("run", content).exit_code == 2  # no style
+    assert invoke("run", content, style, "--optimizer", "sgd").exit_code == 2
+    assert invoke("run", content, style, "--backbone", "resnet").exit_code == 2
+
+
+def test_missing_and_unreadable_inputs(pair, tmp_path):
+    content, style = pair
+    assert_one_line_error(invoke("run", tmp_path / "nope.jpg", style, *FAST), 2, "nope.jpg")
+    broken = tmp_path / "broken.png"
+    data = content.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    assert_one_line_error(invoke("run", broken, style, *FAST), 2, "broken.png")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    assert_one_line_error(invoke("run", content, text, *FAST), 2, "notes.jpg")
+
+
+def test_oversized_image_is_refused(pair, tmp_path):
+    _, style = pair
+    huge = tmp_path / "huge.png"
+    Image.new("1", (12000, 12000)).save(huge)  # 144 megapixels, a few kB on disk
+    assert_one_line_error(invoke("run", huge, style, *FAST), 2, "huge.png")
+
+
+def test_output_problems_exit_2_before_any_work(pair, tmp_path):
+    content, style = pair
+    assert_one_line_error(invoke("run", content, style, "-o", tmp_path / "no" / "dir.png", *FAST), 2, "folder")
+    assert_one_line_error(invoke("run", content, style, "-o", content, "--overwrite", *FAST), 2, "input")
+    assert_one_line_error(invoke("run", content, style, "-o", tmp_path / "out.bmpx", *FAST), 2, "extension")
+    assert content.exists() and Image.open(content).size == (48, 40)
+
+
+def test_missing_weights_message_names_file_url_and_place(pair, tmp_path):
+    content, style = pair
+    result = invoke("run", content, style, "-o", tmp_path / "o.png", "--backbone", "vgg19", "--size", "32")
+    assert_one_line_error(result, 2, "vgg19-dcbb9e9d.pth")
+    assert "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth" in result.output
+    assert "dcbb9e9d" in result.output and "weights" in result.output
+
+
+def test_auto_backbone_warns_once(pair, tmp_path):
+    content, style = pair
+    result = invoke("run", content, style, "-o", tmp_path / "o.png", *FAST[:-3], "--backbone", "auto", "-q")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("weight-free") == 1
+
+
+def test_debug_shows_traceback(pair, tmp_path):
+    content, style = pair
+    result = CliRunner().invoke(main, ["--debug", "run", str(content), str(style), "--size", "0"])
+    assert result.exit_code == 2
+    assert "Traceback" in result.output
+
+
+def test_weights_command_lists_files():
+    result = invoke("weights")
+    assert result.exit_code == 0
+    assert "vgg19-dcbb9e9d.pth" in result.output and "missing" in result.output
+    assert "https://download.pytorch.org/models/vgg16-397923af.pth" in result.output
+
+
+def test_score_json(pair):
+    content, style = pair
+    result = invoke("score", content, "--content", content, "--style", style, "--json")
+    assert result.exit_code == 0
+    scores = json.loads(result.output.strip().splitlines()[-1])
+    assert set(scores) == {"content_ssim", "color_distance", "texture_distance"}
+    assert scores["content_ssim"] == pytest.approx(1.0)
+    assert_one_line_error(invoke("score", content, "--content", "missing.png", "--style", style), 2, "missing.png")
+
+
+def test_help_shows_defaults_and_example():
+    result = invoke("run", "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.output
+    assert "[default: 512]" in result.output and "[default: lbfgs]" in result.output
+
+
+def test_cli_flags_match_the_options_dataclass():
+    """The CLI is generated from StylizeOptions: every field has a flag with the same default."""
+    run = main.commands["run"]
+    params = {p.name: p for p in run.params}
+    for f in fields(StylizeOptions):
+        assert f.name in params, f"no --{f.name.replace('_', '-')} flag"
+        assert params[f.name].default == defaults(StylizeOptions)[f.name], f.name
