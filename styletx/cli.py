@@ -164,9 +164,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 
     \b
     Examples:
-      styletx run examples/content.jpg examples/style.jpg -o out.png
+      styletx run examples/cat.jpg examples/swirls.jpg -o cat_swirls.png
       styletx weights
-      styletx score out.png --content examples/content.jpg --style examples/style.jpg
+      styletx score cat_swirls.png --content examples/cat.jpg --style examples/swirls.jpg
     """
     ctx.ensure_object(dict)["debug"] = debug
 
