@@ -39,26 +39,40 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True when oneDNN can run bf16 convolutions natively on this CPU (AVX512-BF16 or AMX)."""
+    """True when this CPU computes bf16 natively (AMX tiles or AVX512-BF16).
+
+    oneDNN also runs bf16 on plain AVX-512 by emulation, but that measured ~3x slower than fp32 for VGG and
+    the transformer here (docs/benchmarks.md), so only native support counts.
+    """
+    cpu = torch.cpu
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+        return any(bool(getattr(cpu, name)()) for name in checks if hasattr(cpu, name))
+    except RuntimeError:
         return False
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 arithmetic is native (fast) on ``device``: a CUDA GPU with bf16, or a CPU with AMX/AVX512-BF16."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return cpu_has_fast_bf16()
+    return False
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether a run with ``precision`` (auto | fp32 | bf16) on ``device`` uses bf16 autocast."""
+    """Whether a run with ``precision`` (auto | fp32 | bf16) on ``device`` uses bf16 autocast.
+
+    auto: only where bf16 is native; bf16: always on CPU (emulated where not native) and on CUDA with bf16.
+    """
     if precision == "fp32":
         return False
-    if device.type == "cuda":
-        supported = torch.cuda.is_bf16_supported()
-    elif device.type == "cpu":
-        supported = cpu_has_fast_bf16()
-    else:
-        supported = False
-    if precision == "bf16" and not supported and device.type != "cpu":
-        raise InputError(f"precision: bf16 is not supported on {device}")
-    return supported or precision == "bf16"
+    if precision == "auto":
+        return native_bf16(device)
+    if device.type == "cpu" or native_bf16(device):
+        return True
+    raise InputError(f"precision: bf16 is not supported on {device}")
 
 
 def autocast(enabled: bool, device: torch.device) -> ContextManager:

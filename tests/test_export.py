@@ -1,0 +1,63 @@
+"""Exports (TorchScript, ONNX) give the eager model's output at any size and batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from styletx.errors import InputError
+from styletx.export import export
+from styletx.transformer import load_transformer, new_transformer
+
+TOL = 1e-4  # fp32 in both; differences are summation order only
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    tf = new_transformer("standard", seed=0, device="cpu", precision="fp32", channels=(8, 16, 32), res_blocks=2)
+    return tf.save(tmp_path_factory.mktemp("m") / "tiny.pth", style={"name": "s.png", "sha256": "0" * 64})
+
+
+def _eager(path, x):
+    return load_transformer(path, device="cpu", precision="fp32").stylize(x)
+
+
+def test_torchscript_matches_eager(model_path, tmp_path):
+    out = export(model_path, tmp_path / "tiny.pt")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        extra = {"styletx.json": ""}
+        scripted = torch.jit.load(str(out), _extra_files=extra)
+    assert b"s.png" in extra["styletx.json"] if isinstance(extra["styletx.json"], bytes) else "s.png" in extra["styletx.json"]
+    for shape in [(1, 3, 37, 53), (2, 3, 64, 48), (1, 3, 16, 16)]:
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            y = scripted(x)
+        assert y.shape == x.shape
+        assert float((y - _eager(model_path, x)).abs().max()) < TOL
+
+
+def test_onnx_matches_eager(model_path, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    out = export(model_path, tmp_path / "tiny.onnx")
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].name == "image"
+    for shape in [(1, 3, 37, 53), (3, 3, 40, 24)]:
+        x = torch.rand(*shape)
+        (y,) = session.run(None, {"image": x.numpy()})
+        assert y.shape == tuple(shape)
+        assert float(np.abs(y - _eager(model_path, x).numpy()).max()) < TOL
+
+
+def test_export_refuses_unknown_formats_and_clobbering(model_path, tmp_path):
+    with pytest.raises(InputError, match="unknown export format"):
+        export(model_path, tmp_path / "m.tflite")
+    target = tmp_path / "m.pt"
+    target.write_bytes(b"keep me")
+    with pytest.raises(InputError, match="exists"):
+        export(model_path, target)
+    assert target.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # no temporary file left behind

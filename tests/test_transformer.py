@@ -1,0 +1,200 @@
+"""The feed-forward transformer: shapes, padding, the inference rewrites, checkpoints, pytorch/examples files."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_image
+from styletx.errors import CheckpointError, InputError
+from styletx.transformer import (
+    ARCHITECTURES,
+    Transformer,
+    TransformerNet,
+    arch_config,
+    build_network,
+    inference_network,
+    load_transformer,
+    macs_per_pixel,
+    new_transformer,
+    pad_to_multiple,
+    stylize_files,
+)
+
+TINY = dict(channels=(8, 16, 32), res_blocks=1)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("hw", [(37, 53), (64, 48), (5, 7), (1, 1)])
+def test_any_size_comes_back_the_same_size(arch, hw):
+    tf = new_transformer(arch, seed=0, device="cpu", precision="fp32")
+    x = torch.rand(2, 3, *hw)
+    y = tf.stylize(x)
+    assert y.shape == x.shape and y.dtype == torch.float32
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    assert tf.stylize(x[0]).shape == x[0].shape  # (3, H, W) in, (3, H, W) out
+
+
+def test_padding_only_adds_bottom_right_so_nothing_shifts():
+    x = torch.rand(1, 3, 37, 53)
+    padded, (ph, pw) = pad_to_multiple(x, 4, 16)
+    assert padded.shape[-2:] == (40, 56) and (ph, pw) == (3, 3)
+    assert torch.equal(padded[..., :37, :53], x)
+    # an input already a multiple of 4 goes straight through the body
+    net = build_network("standard", seed=0, **TINY).eval()
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(net(x), net.body(x))
+
+
+def test_pil_in_pil_out_and_list_of_sizes():
+    tf = new_transformer("slim", seed=1, device="cpu")
+    img = make_image(30, 22, seed=3)
+    out = tf.stylize(img)
+    assert isinstance(out, Image.Image) and out.size == (30, 22) and out.mode == "RGB"
+    outs = tf.stylize([img, torch.rand(3, 17, 19)])
+    assert outs[0].size == (30, 22) and outs[1].shape == (3, 17, 19)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_subpixel_rewrite_is_exact(arch):
+    net = build_network(arch, seed=3).eval()
+    fast = inference_network(net)
+    x = torch.rand(2, 3, 41, 29)
+    with torch.no_grad():
+        assert torch.allclose(net(x), fast(x), atol=1e-5, rtol=0)
+
+
+def test_batching_and_compile_prepare_do_not_change_the_output():
+    tf = new_transformer("standard", seed=0, device="cpu", precision="fp32", **TINY)
+    x = torch.rand(5, 3, 24, 20)
+    whole = tf.stylize(x, batch_size=5)
+    assert torch.allclose(tf.stylize(x, batch_size=2), whole, atol=1e-6)
+    tf.compile(torch_compile=False)
+    assert torch.allclose(tf.stylize(x), whole, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager():
+    tf = new_transformer("slim", seed=0, device="cpu", precision="fp32")
+    x = torch.rand(1, 3, 64, 64)
+    eager = tf.stylize(x)
+    tf.compile(torch_compile=True)
+    assert torch.allclose(tf.stylize(x), eager, atol=1e-4)
+
+
+def test_size_content_scale_and_colour_preservation():
+    from styletx.color import rgb_to_ycbcr
+
+    tf = new_transformer("slim", seed=0, device="cpu")
+    x = torch.rand(1, 3, 40, 60)
+    assert tf.stylize(x, size=30).shape[-2:] == (20, 30)
+    assert tf.stylize(x, content_scale=0.5).shape[-2:] == (20, 30)
+    y = tf.stylize(x, preserve_color="luminance")
+    chroma_y, chroma_x = rgb_to_ycbcr(y)[:, 1:], rgb_to_ycbcr(x)[:, 1:]
+    # chroma is the content's, wherever the clamp to [0, 1] did not bite
+    inside = ((y > 0.02) & (y < 0.98)).all(dim=1, keepdim=True).expand_as(chroma_y)
+    assert (chroma_y - chroma_x).abs()[inside].max() < 0.02
+    assert tf.stylize(x, preserve_color="histogram").shape == x.shape
+    with pytest.raises(InputError, match="preserve_color"):
+        tf.stylize(x, preserve_color="sepia")
+
+
+def test_checkpoint_round_trip_rebuilds_the_architecture(tmp_path):
+    tf = new_transformer("slim", seed=5, device="cpu", precision="fp32")
+    path = tf.save(tmp_path / "m.pth", style={"name": "s.png", "sha256": "ab" * 32}, losses={"total": 1.5})
+    back = load_transformer(path, device="cpu", precision="fp32")
+    assert back.arch == "slim" and back.config == tf.config
+    assert back.meta["style"]["name"] == "s.png" and back.meta["losses"] == {"total": 1.5}
+    assert back.meta["styletx_version"]
+    x = torch.rand(1, 3, 33, 35)
+    assert torch.equal(back.stylize(x), tf.stylize(x))
+    with pytest.raises(InputError, match="exists"):
+        tf.save(path)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_bad_checkpoints_name_the_file(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pth"):
+        load_transformer(bad)
+    with pytest.raises(CheckpointError, match="no such"):
+        load_transformer(tmp_path / "missing.pth")
+    other = tmp_path / "other.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, other)
+    with pytest.raises(CheckpointError, match="unrecognised"):
+        load_transformer(other)
+
+
+def _pytorch_examples_state(seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
+    """A state_dict in pytorch/examples' fast_neural_style layout, as an old PyTorch saved it."""
+    net = TransformerNet(arch_config("standard"))
+    torch.manual_seed(seed)
+    state = OrderedDict()
+    for k, v in net.state_dict().items():
+        state[k] = torch.randn_like(v) * 0.05 if k.endswith("weight") and v.dim() == 4 else v + 0.01 * torch.randn_like(v)
+    for k in [k for k in state if k.endswith("in1.weight") or k.endswith("in2.weight") or k.split(".")[0].startswith("in")]:
+        prefix = k.rsplit(".", 1)[0]
+        state.setdefault(prefix + ".running_mean", torch.zeros(state[k].shape[0]))
+        state.setdefault(prefix + ".running_var", torch.ones(state[k].shape[0]))
+    return state
+
+
+def test_pytorch_examples_checkpoint_loads_and_is_wrapped_to_unit_range(tmp_path):
+    state = _pytorch_examples_state()
+    assert "conv1.conv2d.weight" in state and "res1.conv1.conv2d.weight" in state
+    assert "deconv1.conv2d.weight" in state and "in1.running_mean" in state
+    path = tmp_path / "mosaic.pth"
+    torch.save(state, path)
+    tf = load_transformer(path, device="cpu", precision="fp32")
+    assert tf.config.value_range == 255.0 and tf.arch == "standard"
+    assert tf.meta["format"] == "pytorch-examples" and tf.meta["style"]["name"] == "mosaic"
+    # reference: their network on 0..255 pixels, then divided back
+    ref_net = TransformerNet(arch_config("standard"))
+    ref_net.load_state_dict({k: v for k, v in state.items() if "running" not in k})
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        expected = (ref_net.body(x * 255.0) / 255.0).clamp(0, 1)
+    assert torch.allclose(tf.stylize(x), expected, atol=1e-4)
+
+
+def test_slim_is_much_cheaper_per_pixel():
+    assert macs_per_pixel("standard") > 25 * macs_per_pixel("slim")
+
+
+def test_stylize_files_writes_with_metadata_and_never_clobbers(tmp_path):
+    from styletx.image import read_metadata
+
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    make_image(30, 20, seed=1).save(folder / "a.png")
+    make_image(21, 17, seed=2).save(folder / "sub" / "b.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    model = new_transformer("slim", seed=0, device="cpu").save(tmp_path / "m.pth")
+    seen = []
+    paths = stylize_files(model, [folder], out, callback=seen.append)
+    assert [p.name for p in paths] == ["a_stylized.png", "b_stylized.png"]
+    assert Image.open(paths[1]).size == (21, 17)
+    assert [s.index for s in seen] == [1, 2]
+    meta = read_metadata(paths[0])
+    assert "slim" in meta["styletx.model"] and meta["styletx.engine"] == "transformer"
+    with pytest.raises(InputError, match="exists"):
+        stylize_files(model, [folder], out)
+    single = stylize_files(model, [folder / "a.png"], tmp_path / "one.jpg")
+    assert single == [tmp_path / "one.jpg"] and single[0].exists()
+
+
+def test_api_stylize_with_model(tmp_path, content_image):
+    import styletx.api as api
+
+    model = new_transformer("slim", seed=0, device="cpu").save(tmp_path / "m.pth")
+    result = api.stylize(content_image, model=model, output="tensor")
+    assert result.image.shape == (1, 3, content_image.size[1], content_image.size[0])
+    assert result.metadata["styletx.engine"] == "transformer"
+    with pytest.raises(InputError, match="iterations"):
+        api.stylize(content_image, model=model, iterations=5)
