@@ -1,0 +1,311 @@
+"""Feature extractors: layer names, truncation, shapes, pooling, normalisation, freezing, seeds, loading, fallback."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchvision.models import vgg as tv_vgg
+
+from styletx import features as ft
+from styletx import weights as wts
+from styletx.errors import InputError, StyletxWarning, WeightsError
+from styletx.features import build_extractor, layer_names, resolve_backbone
+
+STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CONTENT = ("relu4_2",)
+VGG_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512, "relu4_2": 512, "relu5_1": 512}
+
+
+def _convs(extractor) -> list:
+    return [m for m in extractor.modules() if isinstance(m, nn.Conv2d)]
+
+
+# --------------------------------------------------------------------------------------------------- names
+
+
+def test_vgg19_layer_names():
+    names = layer_names("vgg19")
+    assert len(names) == 16 * 2 + 5 == len(tv_vgg.make_layers(tv_vgg.cfgs["E"]))
+    assert names[:5] == ("conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1")
+    assert names[-3:] == ("conv5_4", "relu5_4", "pool5")
+    assert names.index("relu4_2") < names.index("relu5_1")
+
+
+def test_vgg16_layer_names():
+    names = layer_names("vgg16")
+    assert len(names) == 13 * 2 + 5 == len(tv_vgg.make_layers(tv_vgg.cfgs["D"]))
+    assert "relu5_3" in names and "relu5_4" not in names and "relu3_4" not in names
+
+
+def test_random_backbone_has_the_default_layers():
+    names = layer_names("random")
+    for layer in STYLE + CONTENT:
+        assert layer in names
+    with pytest.raises(InputError, match="resnet"):
+        layer_names("resnet")
+
+
+def test_unknown_layer_and_backbone_raise():
+    with pytest.raises(InputError, match="relu9_9"):
+        build_extractor("vgg19", ["relu9_9"], weights=None)
+    with pytest.raises(InputError, match="alexnet"):
+        build_extractor("alexnet", ["relu1_1"], weights=None)
+    with pytest.raises(InputError, match="pooling"):
+        build_extractor("vgg19", ["relu1_1"], weights=None, pooling="min")
+
+
+# ----------------------------------------------------------------------------------------- truncation, shapes
+
+
+@pytest.mark.parametrize("arch", ["vgg19", "vgg16"])
+def test_truncated_after_deepest_layer(arch):
+    ex = build_extractor(arch, ["relu2_1", "relu1_1"], weights=None)
+    assert len(ex.nodes) == layer_names(arch).index("relu2_1") + 1 == 7
+    assert len(_convs(ex)) == 3
+    deep = build_extractor(arch, CONTENT + STYLE, weights=None)
+    assert len(deep.nodes) == layer_names(arch).index("relu5_1") + 1
+
+
+@pytest.mark.parametrize("arch", ["vgg19", "vgg16", "random"])
+def test_forward_returns_exactly_the_requested_layers(arch):
+    layers = ("relu4_2", "relu1_1", "relu3_1", "relu5_1")
+    ex = build_extractor(arch, layers, weights=None)
+    x = torch.rand(2, 3, 48, 64)
+    out = ex(x)
+    assert tuple(out) == layers == ex.layers
+    for name, f in out.items():
+        block = int(name[4])
+        assert f.shape[0] == 2
+        assert f.shape[2:] == (48 // 2 ** (block - 1), 64 // 2 ** (block - 1))
+        if arch != "random":
+            assert f.shape[1] == VGG_CHANNELS[name]
+        assert f.dtype == torch.float32 and (f >= 0).all()  # relu outputs
+
+
+def test_forward_stops_after_deepest_layer():
+    ex = build_extractor("vgg19", ["relu1_1", "relu2_1"], weights=None)
+    calls = []
+    for m in ex.nodes:
+        m.register_forward_hook(lambda mod, i, o: calls.append(mod))
+    ex(torch.rand(1, 3, 16, 16))
+    assert len(calls) == 7
+
+
+def test_random_backbone_evaluates_only_what_is_needed():
+    ex = build_extractor("random", ["relu2_1"])
+    names = set(ex.node_names)
+    assert "relu2_1" in names and not any(n.startswith(("relu3", "relu4", "relu5")) for n in names)
+    calls = []
+    for m in ex.nodes:
+        m.register_forward_hook(lambda mod, i, o: calls.append(mod))
+    ex(torch.rand(1, 3, 32, 32))
+    assert len(calls) == len(ex.nodes)
+
+
+def test_bad_input_shape_raises():
+    ex = build_extractor("vgg19", ["relu1_1"], weights=None)
+    with pytest.raises(InputError, match=r"\(N, 3, H, W\)"):
+        ex(torch.rand(3, 16, 16))
+
+
+# ------------------------------------------------------------------------------------- pooling, normalisation
+
+
+def test_avg_pooling_replaces_max_pooling():
+    mx = build_extractor("vgg19", ["relu3_1"], weights=None, pooling="max")
+    av = build_extractor("vgg19", ["relu3_1"], weights=None, pooling="avg")
+    assert sum(isinstance(m, nn.MaxPool2d) for m in mx.modules()) == 2
+    assert sum(isinstance(m, nn.AvgPool2d) for m in av.modules()) == 2
+    assert not any(isinstance(m, nn.MaxPool2d) for m in av.modules())
+    x = torch.rand(1, 3, 32, 32)
+    assert not torch.allclose(mx(x)["relu3_1"], av(x)["relu3_1"])
+    assert av.description["pooling"] == "avg"
+    rnd = build_extractor("random", ["relu3_1"], pooling="avg")
+    assert not any(isinstance(m, nn.MaxPool2d) for m in rnd.modules())
+
+
+def test_imagenet_normalisation_inside_forward():
+    ex = build_extractor("vgg19", ["conv1_1"], weights=None)
+    x = torch.rand(1, 3, 20, 24)
+    conv = ex.nodes[0]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    expected = F.conv2d((x - mean) / std, conv.weight, conv.bias, padding=1)
+    torch.testing.assert_close(ex(x)["conv1_1"], expected)
+
+
+def test_frozen_eval_and_gradients_reach_the_input():
+    ex = build_extractor("vgg19", ["relu2_1"], weights=None)
+    assert all(not p.requires_grad for p in ex.parameters())
+    ex.train()
+    assert not ex.training
+    x = torch.rand(1, 3, 16, 16, requires_grad=True)
+    ex(x)["relu2_1"].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in ex.parameters())
+
+
+def test_bf16_autocast_and_channels_last():
+    for arch in ("vgg19", "random"):
+        ex = build_extractor(arch, ["relu1_1", "relu3_1"], weights=None).to(memory_format=torch.channels_last)
+        x = torch.rand(1, 3, 32, 32).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = ex(x)
+        assert out["relu3_1"].dtype == torch.bfloat16  # not converted back: the losses do that
+        out["relu3_1"].float().pow(2).mean().backward()
+        assert torch.isfinite(x.grad).all()
+
+
+# ---------------------------------------------------------------------------------------------------- seeds
+
+
+@pytest.mark.parametrize("arch", ["vgg19", "random"])
+def test_seeded_random_weights(arch):
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a = build_extractor(arch, ["relu2_1"], weights=None, seed=5)
+    assert torch.equal(torch.rand(3), expected_next)  # the global RNG is untouched
+    b = build_extractor(arch, ["relu2_1"], weights=None, seed=5)
+    c = build_extractor(arch, ["relu2_1"], weights=None, seed=6)
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb)
+        assert not torch.equal(pa, pc) or pa.abs().sum() == 0  # biases are zero in both
+    assert a.description["weights"] == "random seed 5"
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(a(x)["relu2_1"], b(x)["relu2_1"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", ["vgg19", "random"])
+def test_random_weights_do_not_depend_on_truncation(arch):
+    short = build_extractor(arch, ["relu1_1"], weights=None)
+    long = build_extractor(arch, ["relu1_1", "relu3_1"], weights=None)
+    assert torch.equal(_convs(short)[0].weight, _convs(long)[0].weight)
+
+
+def test_vgg_random_init_is_torchvisions():
+    ex = build_extractor("vgg19", ["relu1_1"], weights=None)
+    w = ex.nodes[0].weight
+    assert torch.equal(ex.nodes[0].bias, torch.zeros(64))
+    # kaiming normal, fan_out, relu: std = sqrt(2 / (64 * 9))
+    assert abs(w.std().item() - (2 / (64 * 9)) ** 0.5) < 0.01
+
+
+# ------------------------------------------------------------------------------------------ loading weights
+
+
+def _torchvision_state_dict(cfg_prefix, seed=0) -> dict:
+    """A torchvision-keyed ("features.i.weight") state dict for the first layers, from torchvision's builder."""
+    torch.manual_seed(seed)
+    feats = tv_vgg.make_layers(list(cfg_prefix))
+    return {f"features.{k}": v for k, v in feats.state_dict().items()}
+
+
+@pytest.fixture
+def vgg19_file(tmp_path, monkeypatch):
+    """A torchvision-style vgg19 file (first two blocks) in $STYLETX_WEIGHTS_DIR, trusted by the hash check."""
+    sd = _torchvision_state_dict([64, 64, "M", 128, 128])
+    folder = tmp_path / "weights_env"
+    folder.mkdir()
+    path = folder / "vgg19-dcbb9e9d.pth"
+    torch.save(sd, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    entry = wts.WeightFile(path.name, "vgg19", wts.known_file("vgg19").url, digest, None)
+    monkeypatch.setitem(wts._BY_ARCH, "vgg19", entry)
+    monkeypatch.setitem(wts._BY_NAME, path.name, entry)
+    monkeypatch.setenv("STYLETX_WEIGHTS_DIR", str(folder))
+    return path, sd
+
+
+def test_loads_torchvision_state_dict_found_by_the_lookup(vgg19_file):
+    path, sd = vgg19_file
+    ex = build_extractor("vgg19", ["relu1_2", "relu2_1"])  # weights="DEFAULT": the look-up
+    assert ex.description["weights"] == str(path)
+    convs = _convs(ex)
+    for conv, idx in zip(convs, (0, 2, 5)):
+        assert torch.equal(conv.weight, sd[f"features.{idx}.weight"])
+        assert torch.equal(conv.bias, sd[f"features.{idx}.bias"])
+    x = torch.rand(1, 3, 16, 16)
+    reference = tv_vgg.make_layers([64, 64, "M", 128])
+    reference.load_state_dict({k[len("features."):]: v for k, v in sd.items() if int(k.split(".")[1]) < 7})
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    torch.testing.assert_close(ex(x)["relu2_1"], reference((x - mean) / std))
+
+
+def test_explicit_path_beats_the_lookup(vgg19_file, tmp_path):
+    _, sd = vgg19_file
+    other = {k: v + 1 for k, v in sd.items()}
+    mine = tmp_path / "my_vgg.pth"
+    torch.save(other, mine)
+    ex = build_extractor("vgg19", ["relu1_1"], weights=mine)
+    assert torch.equal(ex.nodes[0].weight, other["features.0.weight"])
+    assert resolve_backbone("vgg19", str(mine)) == ("vgg19", mine)
+
+
+def test_file_without_the_needed_layers_raises(vgg19_file):
+    path, _ = vgg19_file
+    with pytest.raises(WeightsError, match="features.10"):
+        build_extractor("vgg19", ["relu3_1"])
+
+
+def test_file_of_the_wrong_architecture_raises(tmp_path):
+    path = tmp_path / "small.pth"
+    torch.save({"features.0.weight": torch.zeros(32, 3, 3, 3), "features.0.bias": torch.zeros(32)}, path)
+    with pytest.raises(WeightsError, match="shape"):
+        build_extractor("vgg19", ["relu1_1"], weights=path)
+
+
+def test_corrupt_weight_file_raises_naming_it(tmp_path):
+    path = tmp_path / "corrupt.pth"
+    path.write_bytes(b"\x00garbage")
+    with pytest.raises(WeightsError, match="corrupt.pth"):
+        build_extractor("vgg19", ["relu1_1"], weights=path)
+
+
+# ---------------------------------------------------------------------------------------- resolve_backbone
+
+
+def test_auto_falls_back_to_random_with_a_warning():
+    with pytest.warns(StyletxWarning) as rec:
+        assert resolve_backbone("auto", None) == ("random", None)
+    msg = str(rec[0].message)
+    assert "random" in msg and "vgg19-dcbb9e9d.pth" in msg and "https://download.pytorch.org" in msg
+    assert "\n" not in msg
+
+
+def test_auto_falls_back_fast_when_the_download_fails(monkeypatch):
+    monkeypatch.delenv("STYLETX_OFFLINE")  # sockets are blocked by conftest: the download fails at once
+    with pytest.warns(StyletxWarning):
+        assert resolve_backbone("auto", "DEFAULT") == ("random", None)
+
+
+def test_auto_uses_vgg19_when_found(vgg19_file):
+    path, _ = vgg19_file
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_backbone("auto", None) == ("vgg19", path)
+
+
+def test_explicit_backbone_never_falls_back():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(WeightsError) as info:
+            resolve_backbone("vgg19", None)
+        assert "vgg19-dcbb9e9d.pth" in str(info.value) and "dcbb9e9d" in str(info.value)
+        with pytest.raises(WeightsError, match="vgg16-397923af.pth"):
+            build_extractor("vgg16", ["relu1_1"])  # weights="DEFAULT" and nothing found offline
+    assert resolve_backbone("random", None) == ("random", None)
+    with pytest.raises(InputError, match="alexnet"):
+        resolve_backbone("alexnet", None)
+
+
+def test_auto_with_missing_explicit_path_raises(tmp_path):
+    with pytest.raises(WeightsError, match="missing.pth"):
+        resolve_backbone("auto", str(tmp_path / "missing.pth"))
