@@ -16,7 +16,7 @@ from . import color
 from ._version import __version__
 from .device import pick_device
 from .errors import InputError
-from .features import build_extractor, resolve_backbone
+from .features import extractor_for
 from .image import load_image, resize_to, save_image, to_pil
 from .optimize import Iterate, RunRecord, optimize_image
 from .options import StylizeOptions, build
@@ -49,15 +49,10 @@ class StylizeResult:
 
 
 def prepare_extractor(options: StylizeOptions, device: torch.device) -> torch.nn.Module:
-    """Resolve the backbone (with the auto fallback) and build its extractor for the options' layers."""
-    if options.weights is None and options.backbone != "random":
-        # torchvision's convention: weights=None is the architecture with seeded random weights.
-        name, weights = ("vgg19" if options.backbone == "auto" else options.backbone), None
-    else:
-        name, weights = resolve_backbone(options.backbone, options.weights)
+    """The feature extractor for the options' backbone, weights and layers (content + style)."""
     layers = tuple(dict.fromkeys(tuple(options.content_layers) + tuple(options.style_layers)))
-    extractor = build_extractor(name, layers, weights=weights, pooling=options.pooling, seed=options.seed, device=device)
-    return extractor.to(memory_format=torch.channels_last)
+    return extractor_for(options.backbone, options.weights, layers, pooling=options.pooling, seed=options.seed,
+                         device=device)
 
 
 def _as_list(style: Any) -> List[Any]:

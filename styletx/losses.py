@@ -176,6 +176,16 @@ class TVLoss(nn.Module):
         return tv_loss(image)
 
 
+def target_scaled_weights(targets: Mapping[str, Tensor], weights: Mapping[str, float]) -> Dict[str, Tensor]:
+    """``{layer: weights[layer] / mean(targets[layer] ** 2)}`` as detached float32 scalars.
+
+    Dividing each layer's squared error by its target's mean square makes the loss relative: a weight then
+    means the same for every layer, image size and backbone, whatever the scale of its features.
+    Works for feature targets (N, C, H, W) and Gram targets (N, C, C) alike.
+    """
+    return {name: w / (_fp32(targets[name].detach()).pow(2).mean() + 1e-12) for name, w in weights.items()}
+
+
 def normalised_layer_weights(layers: Sequence[str], weights: Optional[Sequence[float]]) -> Dict[str, float]:
     """``{layer: weight}`` with weights summing to 1 (equal when ``weights`` is None)."""
     raw = list(weights) if weights is not None else [1.0] * len(layers)

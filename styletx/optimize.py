@@ -18,7 +18,7 @@ from torch import Tensor
 
 from . import device as devices
 from .image import resize_longest, resize_to
-from .losses import LossTerms, gram_matrix, normalised_layer_weights, total_loss
+from .losses import LossTerms, gram_matrix, normalised_layer_weights, target_scaled_weights, total_loss
 from .options import StylizeOptions
 
 __all__ = ["Iterate", "RunRecord", "scale_sizes", "optimize_image"]
@@ -150,6 +150,7 @@ def optimize_image(
     record.device, record.precision = str(device), "bf16" if bf16 else "fp32"
     record.sizes = scale_sizes(options.size, options.scales)
     style_layer_weights = normalised_layer_weights(options.style_layers, options.style_layer_weights)
+    content_layer_weights = normalised_layer_weights(options.content_layers, None)
     blend = normalised_layer_weights([str(i) for i in range(len(styles))], options.style_blend_weights)
     blend_weights = [blend[str(i)] for i in range(len(styles))]
 
@@ -170,11 +171,8 @@ def optimize_image(
             with torch.no_grad(), devices.autocast(bf16, device):
                 content_feats = extractor(target.contiguous(memory_format=torch.channels_last))
             content_targets = {name: content_feats[name].float() for name in options.content_layers}
-            # Normalise each term by its target's mean square: weights then mean the same for every layer and backbone.
-            style_norm = {n: w / (grams[n].pow(2).mean().item() + 1e-12) for n, w in style_layer_weights.items()}
-            content_norm = {
-                n: 1.0 / len(content_targets) / (t.pow(2).mean().item() + 1e-12) for n, t in content_targets.items()
-            }
+            style_norm = target_scaled_weights(grams, style_layer_weights)
+            content_norm = target_scaled_weights(content_targets, content_layer_weights)
 
             # L-BFGS needs a contiguous (NCHW) leaf; the network gets a channels_last copy of it.
             pixels = image.detach().clone().contiguous().requires_grad_(True)

@@ -35,6 +35,51 @@ def opt(default: Any, help: str, *, choices: Optional[Sequence[str]] = None, cli
     return field(default=default, metadata=meta)
 
 
+# Options that both engines have: one default and one help text each.
+DEFAULT_CONTENT_WEIGHT = 1.0
+DEFAULT_STYLE_WEIGHT = 100.0
+DEFAULT_TV_WEIGHT = 0.1
+
+
+def content_weight_opt() -> Any:
+    return opt(DEFAULT_CONTENT_WEIGHT, "Weight of the content loss: higher keeps more of the content's structure.")
+
+
+def style_weight_opt() -> Any:
+    return opt(DEFAULT_STYLE_WEIGHT, "Weight of the style loss: higher takes on more of the style's texture.")
+
+
+def tv_weight_opt() -> Any:
+    return opt(DEFAULT_TV_WEIGHT, "Weight of the total-variation loss: higher gives smoother, less noisy output.")
+
+
+def style_layers_opt() -> Any:
+    return opt(DEFAULT_STYLE_LAYERS, "Backbone layers whose Gram matrices are matched.")
+
+
+def backbone_opt() -> Any:
+    return opt(
+        "auto", "Feature network; auto uses ImageNet VGG19 if its weights are found, else the weight-free one.",
+        choices=BACKBONES,
+    )
+
+
+def weights_opt() -> Any:
+    return opt("DEFAULT", "VGG weights: DEFAULT (ImageNet, found by the look-up), a file path, or none (seeded random).")
+
+
+def pooling_opt() -> Any:
+    return opt("max", "Pooling in the backbone.", choices=POOLINGS)
+
+
+def device_opt() -> Any:
+    return opt("auto", "auto, cpu, cuda, cuda:N or mps.")
+
+
+def precision_opt() -> Any:
+    return opt("auto", "bf16 autocast where the hardware has it natively (auto), bf16 always, or fp32.", choices=PRECISIONS)
+
+
 @dataclass(frozen=True)
 class StylizeOptions:
     """Options of the optimisation engine (Gatys et al.). Sizes in pixels, weights are unitless."""
@@ -43,11 +88,11 @@ class StylizeOptions:
     iterations: int = opt(300, "Optimiser steps at the final scale (coarser scales run half as many).")
     optimizer: str = opt("lbfgs", "Optimiser for the pixels.", choices=OPTIMIZERS)
     learning_rate: Optional[float] = opt(None, "Step size; default 1.0 for lbfgs, 0.02 for adam.")
-    content_weight: float = opt(1.0, "Weight of the content loss: higher keeps more of the content's structure.")
-    style_weight: float = opt(1e5, "Weight of the style loss: higher takes on more of the style's texture.")
-    tv_weight: float = opt(1e-3, "Weight of the total-variation loss: higher gives smoother, less noisy output.")
+    content_weight: float = content_weight_opt()
+    style_weight: float = style_weight_opt()
+    tv_weight: float = tv_weight_opt()
     content_layers: Tuple[str, ...] = opt(DEFAULT_CONTENT_LAYERS, "Backbone layers compared with the content.")
-    style_layers: Tuple[str, ...] = opt(DEFAULT_STYLE_LAYERS, "Backbone layers whose Gram matrices are matched.")
+    style_layers: Tuple[str, ...] = style_layers_opt()
     style_layer_weights: Optional[Tuple[float, ...]] = opt(
         None, "Relative weight of each style layer (default: equal)."
     )
@@ -58,16 +103,11 @@ class StylizeOptions:
     scales: int = opt(0, "Coarse-to-fine scales, each twice the last; 0 picks as many as keep the smallest >= 256 px.")
     init: str = opt("content", "Starting image: content, noise, or the path of an image.")
     seed: int = opt(0, "Random seed (noise init, weight-free backbone).")
-    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps.")
-    precision: str = opt("auto", "Arithmetic: bf16 autocast where the hardware has it (auto), or fp32.", choices=PRECISIONS)
-    pooling: str = opt("max", "Pooling in the backbone.", choices=POOLINGS)
-    backbone: str = opt(
-        "auto", "Feature network; auto uses ImageNet VGG19 if its weights are found, else the weight-free one.",
-        choices=BACKBONES,
-    )
-    weights: Optional[str] = opt(
-        "DEFAULT", "VGG weights: DEFAULT (ImageNet, found by the look-up), a file path, or none (seeded random)."
-    )
+    device: str = device_opt()
+    precision: str = precision_opt()
+    pooling: str = pooling_opt()
+    backbone: str = backbone_opt()
+    weights: Optional[str] = weights_opt()
     preserve_color: str = opt("none", "Keep the content's colours.", choices=PRESERVE_COLOR)
 
     def validated(self) -> "StylizeOptions":
@@ -179,26 +219,23 @@ class TrainOptions:
     epochs: int = opt(0, "Passes over the training images (0: no limit; stops at --steps).")
     batch_size: int = opt(4, "Images per step.")
     learning_rate: float = opt(1e-3, "Adam step size.")
-    content_weight: float = opt(1.0, "Weight of the content loss: higher keeps more of the content's structure.")
-    style_weight: float = opt(1e5, "Weight of the style loss: higher takes on more of the style's texture.")
-    tv_weight: float = opt(1e-3, "Weight of the total-variation loss: higher gives smoother output.")
+    content_weight: float = content_weight_opt()
+    style_weight: float = style_weight_opt()
+    tv_weight: float = tv_weight_opt()
     content_layers: Tuple[str, ...] = opt(DEFAULT_TRAIN_CONTENT_LAYERS, "Backbone layers compared with the content.")
-    style_layers: Tuple[str, ...] = opt(DEFAULT_STYLE_LAYERS, "Backbone layers whose Gram matrices are matched.")
+    style_layers: Tuple[str, ...] = style_layers_opt()
     style_size: Optional[int] = opt(None, "Longest side of the style image in pixels (default: --size).")
     arch: str = opt("standard", "Transformer architecture.", choices=TRANSFORMER_ARCHS)
-    backbone: str = opt(
-        "auto", "Feature network; auto uses ImageNet VGG19 if its weights are found, else the weight-free one.",
-        choices=BACKBONES,
-    )
-    weights: Optional[str] = opt(None, "Path of a VGG weight file (overrides the look-up).")
-    pooling: str = opt("max", "Pooling in the backbone.", choices=POOLINGS)
+    backbone: str = backbone_opt()
+    weights: Optional[str] = weights_opt()
+    pooling: str = pooling_opt()
     seed: int = opt(0, "Random seed (network init, crops, order).")
     checkpoint_every: int = opt(500, "Save the checkpoint every N steps (0: only at the end).")
     preview_every: int = opt(0, "Write a preview of the validation image every N steps (0: never).")
     preview_image: Optional[str] = opt(None, "Validation picture for previews (default: the first training image).")
     resume: Optional[str] = opt(None, "Continue from this checkpoint (its weights, optimiser state and step).")
-    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps.")
-    precision: str = opt("auto", "bf16 autocast where the hardware has it natively (auto), or fp32.", choices=PRECISIONS)
+    device: str = device_opt()
+    precision: str = precision_opt()
 
     def validated(self) -> "TrainOptions":
         """Return self after checking every value; raises InputError naming the first bad option."""

@@ -1,7 +1,7 @@
 """Training a feed-forward transformer for one style (Johnson et al. 2016) on a folder of images.
 
 The losses and the feature extractor are the optimisation engine's (``losses.total_loss``,
-``features.build_extractor``/``resolve_backbone``), so weights and layers mean the same in both engines.
+``features.extractor_for``), so weights and layers mean the same in both engines.
 Nothing here prints: progress goes to ``callback`` (the CLI draws tqdm from it).
 """
 
@@ -19,14 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import device as devices
 from .errors import CheckpointError, ImageError, InputError
-from .losses import gram_matrix, normalised_layer_weights, total_loss
+from .losses import gram_matrix, normalised_layer_weights, target_scaled_weights, total_loss
 from .options import TrainOptions, build
 from .transformer import (
     Transformer,
     TransformerNet,
     build_network,
-    fast_bf16,
     file_sha256,
     list_images,
     load_checkpoint,
@@ -160,7 +160,7 @@ def train(
     The checkpoint is written every ``checkpoint_every`` steps and at the end (atomically); ``resume`` continues
     a run (weights, Adam state, step). Ctrl-C saves the checkpoint and returns with ``interrupted=True``.
     """
-    from .features import build_extractor, resolve_backbone
+    from .features import extractor_for
     from .image import load_image, resize_longest, save_image
 
     if options is None:
@@ -183,23 +183,25 @@ def train(
         raise InputError(f"data: no images found in {', '.join(str(s) for s in sources)}")
 
     device = _pick_device(opts.device)
-    bf16 = opts.precision == "bf16" or (opts.precision == "auto" and fast_bf16(device))
+    bf16 = devices.use_bf16(opts.precision, device)
     torch.manual_seed(opts.seed)
 
     # style targets
     style_img = load_image(style).tensor
     style_t = resize_longest(style_img, opts.style_size or opts.size).clamp(0, 1).to(device)
     style_id = _style_identity(style, style_img)
-    name, weights = resolve_backbone(opts.backbone, opts.weights)
     layers = tuple(dict.fromkeys(tuple(opts.content_layers) + tuple(opts.style_layers)))
-    extractor = build_extractor(name, layers, weights=weights, pooling=opts.pooling, seed=opts.seed, device=device)
+    extractor = extractor_for(opts.backbone, opts.weights, layers, pooling=opts.pooling, seed=opts.seed,
+                              device=device)
     extractor.eval()
     for p in extractor.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
         sf = extractor(style_t)
         style_grams = {k: gram_matrix(sf[k]).float() for k in opts.style_layers}
-    layer_weights = normalised_layer_weights(opts.style_layers, None)
+    # The same relative losses as the optimisation engine, so weights mean the same in both.
+    style_norm = target_scaled_weights(style_grams, normalised_layer_weights(opts.style_layers, None))
+    content_layer_weights = normalised_layer_weights(opts.content_layers, None)
 
     # network, optimiser, resume
     start_step = 0
@@ -246,7 +248,7 @@ def train(
     meta_base = {
         "style": style_id,
         "train": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()},
-        "backbone": dict(getattr(extractor, "description", {"backbone": name})),
+        "backbone": dict(extractor.description),
         "data": {"images": len(files), "sources": [str(s) for s in sources]},
     }
     tf = Transformer(net, meta=meta_base, device=device, precision="fp32")
@@ -273,7 +275,7 @@ def train(
     step = start_step
     losses: Dict[str, float] = history[-1] if history else {}
     interrupted = False
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else _Null()
+    autocast = devices.autocast(bf16, device)
     try:
         while step < total:
             x = crops.batch(opts.batch_size).to(device)
@@ -284,8 +286,9 @@ def train(
                     targets = {k: cf[k].float() for k in opts.content_layers}
                 fy = extractor(y)
                 terms = total_loss(
-                    y, fy, content_targets=targets, style_grams=style_grams, style_layer_weights=layer_weights,
+                    y, fy, content_targets=targets, style_grams=style_grams, style_layer_weights=style_norm,
                     content_weight=opts.content_weight, style_weight=opts.style_weight, tv_weight=opts.tv_weight,
+                    content_layer_weights=target_scaled_weights(targets, content_layer_weights),
                 )
             if not torch.isfinite(terms.total):
                 raise InputError(
@@ -318,9 +321,3 @@ def train(
     )
 
 
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
