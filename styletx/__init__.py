@@ -9,13 +9,23 @@ from .api import StylizeResult, stylize
 from .errors import CheckpointError, ImageError, InputError, StyletxError, StyletxWarning, WeightsError
 from .image import load_image, save_image
 from .optimize import Iterate, RunRecord
-from .options import StylizeOptions
+from .options import StylizeOptions, TrainOptions
+from .transformer import Transformer, load_transformer, new_transformer
+from .train import TrainResult, train  # noqa: E402  (the function shadows the submodule's name on purpose)
+from .export import export  # noqa: E402
 
 __all__ = [
     "__version__",
     "stylize",
     "StylizeResult",
     "StylizeOptions",
+    "TrainOptions",
+    "Transformer",
+    "new_transformer",
+    "load_transformer",
+    "train",
+    "TrainResult",
+    "export",
     "Iterate",
     "RunRecord",
     "load_image",

@@ -21,7 +21,7 @@ import click
 
 from ._version import __version__
 from .errors import InputError, StyletxError
-from .options import StylizeOptions
+from .options import StylizeOptions, TrainOptions
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -188,11 +188,12 @@ def _check_output(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
 @click.option("--save-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also save the current image every N steps (OUT.stepN.png).")
 @click.option("--keep-alpha", is_flag=True, help="Put the content's transparency back on the output.")
+@click.option("--content-scale", type=float, help="With --model: scale the content by this factor first.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @options_from(StylizeOptions)
 @handle_errors
 def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path], overwrite: bool,
-        save_every: int, keep_alpha: bool, quiet: bool, **params: Any) -> None:
+        save_every: int, keep_alpha: bool, content_scale: Optional[float], quiet: bool, **params: Any) -> None:
     """Stylise CONTENT with STYLE (several styles are blended).
 
     \b
@@ -204,7 +205,7 @@ def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path],
     from .image import default_output_path, save_image
 
     if model is not None:
-        return _run_model(model, images, output, overwrite, keep_alpha, quiet, params)
+        return _run_model(model, images, output, overwrite, keep_alpha, quiet, params, content_scale)
     if len(images) < 2:
         raise click.UsageError("give a CONTENT image and at least one STYLE image (or --model)")
     content, styles = images[0], list(images[1:])
@@ -239,14 +240,92 @@ def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path],
 
 
 def _run_model(model: Path, images: Sequence[Path], output: Optional[Path], overwrite: bool, keep_alpha: bool,
-               quiet: bool, params: Dict[str, Any]) -> None:
+               quiet: bool, params: Dict[str, Any], content_scale: Optional[float]) -> None:
     from .transformer import run_model_cli
 
-    paths = run_model_cli(model, list(images), output, overwrite=overwrite, keep_alpha=keep_alpha, quiet=quiet,
-                          size=params.get("size"), device=params.get("device"),
-                          preserve_color=params.get("preserve_color"))
+    ctx = click.get_current_context()
+
+    def given(name: str) -> Any:  # only what the user typed: a model keeps the content's size by default
+        source = ctx.get_parameter_source(name)
+        return params.get(name) if source is not click.core.ParameterSource.DEFAULT else None
+
+    bar = ProgressBar(enabled=not quiet and len(images) > 1, unit="image")
+
+    def progress(done: Any) -> None:
+        bar(_Step(step=done.index + 1, total=done.total))
+
+    try:
+        paths = run_model_cli(model, list(images), output, overwrite=overwrite, keep_alpha=keep_alpha,
+                              size=given("size"), device=params.get("device"),
+                              preserve_color=params.get("preserve_color"), content_scale=content_scale,
+                              callback=progress)
+    finally:
+        bar.close()
     for p in paths:
         click.echo(str(p))
+
+
+class _Step:
+    """A minimal progress record (step of total) for :class:`ProgressBar`."""
+
+    def __init__(self, step: int, total: int) -> None:
+        self.step, self.total = step, total
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--style", "style", required=True, type=click.Path(path_type=Path), help="The style image.")
+@click.option("--data", "data", required=True, multiple=True, type=click.Path(path_type=Path),
+              help="Folder of training images (searched recursively; may be given several times).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("model.pth"), show_default=True,
+              help="Checkpoint file (.pth).")
+@click.option("--overwrite", is_flag=True, help="Replace the checkpoint if it exists.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@options_from(TrainOptions)
+@handle_errors
+def train(style: Path, data: Tuple[Path, ...], output: Path, overwrite: bool, quiet: bool, **params: Any) -> None:
+    """Train a fast feed-forward transformer for one STYLE on a folder of images.
+
+    \b
+    Example:
+      styletx train --style examples/swirls.jpg --data photos/ -o swirls.pth --steps 2000
+      styletx run --model swirls.pth photo.jpg -o photo_swirls.png
+    """
+    from .train import train as train_model
+
+    bar = ProgressBar(enabled=not quiet)
+    values = option_values(TrainOptions, params)
+    if str(values.get("weights")).lower() == "none":
+        values["weights"] = None
+    try:
+        result = train_model(style, list(data), output, callback=bar, overwrite=overwrite, **values)
+    finally:
+        bar.close()
+    if result.skipped:
+        click.echo(f"styletx: note: skipped {result.skipped} unreadable file(s)", err=True)
+    if result.interrupted:
+        click.echo(f"styletx: interrupted: saved the checkpoint at step {result.steps} to {result.path}", err=True)
+        sys.exit(130)
+    last = result.losses[-1]["total"] if result.losses else float("nan")
+    click.echo(f"{result.path}  ({result.steps} steps on {result.images} images, {result.seconds:.1f} s, "
+               f"final loss {last:.4g}, backbone {result.backbone.get('backbone', '?')})")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output file: .onnx for ONNX, .pt or .ts for TorchScript.")
+@click.option("--overwrite", is_flag=True, help="Replace the output file if it exists.")
+@handle_errors
+def export(model: Path, output: Path, overwrite: bool) -> None:
+    """Export a trained MODEL (.pth) to ONNX or TorchScript (dynamic batch and image size).
+
+    \b
+    Example:
+      styletx export swirls.pth -o swirls.onnx
+    """
+    from .export import export as export_model
+
+    click.echo(str(export_model(model, output, overwrite=overwrite)))
 
 
 @main.command(context_settings=CONTEXT)
