@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -274,7 +273,7 @@ def test_corrupt_weight_file_raises_naming_it(tmp_path):
 
 def test_auto_falls_back_to_random_with_a_warning():
     with pytest.warns(StyletxWarning) as rec:
-        assert resolve_backbone("auto", None) == ("random", None)
+        assert resolve_backbone("auto", "DEFAULT") == ("random", None)
     msg = str(rec[0].message)
     assert "random" in msg and "vgg19-dcbb9e9d.pth" in msg and "https://download.pytorch.org" in msg
     assert "\n" not in msg
@@ -290,14 +289,14 @@ def test_auto_uses_vgg19_when_found(vgg19_file):
     path, _ = vgg19_file
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert resolve_backbone("auto", None) == ("vgg19", path)
+        assert resolve_backbone("auto", "DEFAULT") == ("vgg19", path)
 
 
 def test_explicit_backbone_never_falls_back():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(WeightsError) as info:
-            resolve_backbone("vgg19", None)
+            resolve_backbone("vgg19", "DEFAULT")
         assert "vgg19-dcbb9e9d.pth" in str(info.value) and "dcbb9e9d" in str(info.value)
         with pytest.raises(WeightsError, match="vgg16-397923af.pth"):
             build_extractor("vgg16", ["relu1_1"])  # weights="DEFAULT" and nothing found offline
@@ -309,3 +308,63 @@ def test_explicit_backbone_never_falls_back():
 def test_auto_with_missing_explicit_path_raises(tmp_path):
     with pytest.raises(WeightsError, match="missing.pth"):
         resolve_backbone("auto", str(tmp_path / "missing.pth"))
+
+
+# ------------------------------------------------------------------------------------------ weight-free backbone
+
+
+def test_random_backbone_pyramid_downsampling_is_smooth_and_sized_like_pooling():
+    ex = build_extractor("random", ["relu1_1", "relu4_2", "relu5_1"])
+    blur = [m for m in ex.modules() if isinstance(m, ft.BlurDown)]
+    assert blur, "the default random backbone reads an image pyramid"
+    flat = torch.full((1, 3, 9, 11), 0.7)
+    torch.testing.assert_close(blur[0](flat), torch.full((1, 3, 4, 5), 0.7))  # a flat image stays flat
+    out = ex(torch.rand(1, 3, 45, 61))
+    assert out["relu1_1"].shape[2:] == (45, 61)
+    assert out["relu4_2"].shape[2:] == (5, 7) and out["relu5_1"].shape[2:] == (2, 3)
+    assert ex.description["backbone"] == "random" and "seed 0" in ex.description["weights"]
+
+
+def test_random_backbone_filters_are_zero_mean():
+    ex = build_extractor("random", ["relu2_1"])
+    for conv in _convs(ex):
+        assert conv.weight.mean(dim=(1, 2, 3)).abs().max() < 1e-6
+
+
+def test_auto_does_not_hide_a_bad_file(monkeypatch, tmp_path):
+    folder = tmp_path / "w"
+    folder.mkdir()
+    (folder / "vgg19-dcbb9e9d.pth").write_bytes(b"not the real file")
+    monkeypatch.setenv("STYLETX_WEIGHTS_DIR", str(folder))
+    with pytest.raises(WeightsError, match="hash check"):
+        resolve_backbone("auto", "DEFAULT")
+
+
+def test_extractor_for_resolves_then_builds():
+    with pytest.warns(StyletxWarning):
+        ex = ft.extractor_for("auto", "DEFAULT", ["relu1_1", "relu4_2"], seed=2)
+    assert ex.description["backbone"] == "random" and ex.description["weights"] == "random seed 2"
+    assert ex.layers == ("relu1_1", "relu4_2")
+    with pytest.raises(WeightsError):
+        ft.extractor_for("vgg16", "DEFAULT", ["relu1_1"])
+
+
+def test_weights_none_means_seeded_random_architecture():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_backbone("auto", None) == ("vgg19", None)
+        assert resolve_backbone("vgg16", "none") == ("vgg16", None)
+        ex = ft.extractor_for("vgg19", None, ["relu1_1"], seed=4)
+    assert ex.description == {"backbone": "vgg19", "weights": "random seed 4", "pooling": "max"}
+    assert build_extractor("vgg16", ["relu1_1"], weights="none").description["weights"] == "random seed 0"
+
+
+def test_random_backbone_variants_keep_the_interface():
+    for config in (ft.RandomNetConfig(content_detail=True), ft.RandomNetConfig(feed="chain", widths=(8, 8, 8, 8, 8),
+                                                                                content_width=8)):
+        ex = build_extractor("random", CONTENT + STYLE, random_config=config)
+        out = ex(torch.rand(1, 3, 40, 48))
+        assert tuple(out) == CONTENT + STYLE
+        assert out["relu4_2"].shape[2:] == (5, 6) and out["relu1_1"].shape[2:] == (40, 48)
+    with pytest.raises(ValueError, match="feed"):
+        ft.RandomNetConfig(feed="tree")
