@@ -31,7 +31,7 @@ ENTRIES = [
     ("cat-mosaic-luminance", "cat.jpg", "mosaic.jpg", {"preserve_color": "luminance"}),
     ("astronaut-swirls-strong", "astronaut.jpg", "swirls.jpg", {"style_weight": 1000.0}),
 ]
-BASE = {"size": 320, "iterations": 150, "seed": 0}
+BASE = {"size": 256, "iterations": 100, "seed": 0}
 
 
 def strip(content: Path, style: Path, result: Image.Image, height: int = 240) -> Image.Image:

@@ -219,8 +219,11 @@ def optimize_image(
                 # The losses were evaluated at the image before this step: that is the iterate they score.
                 if loss < best_loss:
                     best_loss, best = loss, before
-                with torch.no_grad():
-                    pixels.clamp_(0, 1)
+                if options.optimizer != "lbfgs":
+                    # Adam takes projected steps; L-BFGS is left unclamped, as clamping would corrupt its
+                    # curvature pairs; images are clamped when they are read out.
+                    with torch.no_grad():
+                        pixels.clamp_(0, 1)
                 steps_done += 1
                 losses = terms.as_floats()
                 record.losses.append({"step": steps_done, "size": longest, **losses})
@@ -235,7 +238,7 @@ def optimize_image(
                             losses=losses,
                             elapsed=time.perf_counter() - start,
                             memory_mb=devices.memory_mb(device),
-                            image=pixels.detach(),
+                            image=pixels.detach().clamp(0, 1),
                         )
                     )
             best, best_loss = _final_check(closure, pixels, best, best_loss)
