@@ -22,6 +22,7 @@ def _no_network(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("STYLETX_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
     monkeypatch.delenv("STYLETX_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("STYLETX_CACHE_DIR", str(tmp_path_factory.mktemp("styletx_cache")))
     torch.manual_seed(0)
 
 

@@ -15,6 +15,13 @@ from styletx.transformer import load_transformer
 FAST = dict(size=32, batch_size=2, backbone="random", arch="slim", learning_rate=1e-2, checkpoint_every=0)
 
 
+@pytest.fixture(autouse=True)
+def _private_graph_cache(tmp_path_factory, monkeypatch):
+    """Transformer.compile() caches ONNX graphs; keep the tests' out of the user's cache folder."""
+    monkeypatch.setenv("STYLETX_CACHE_DIR", str(tmp_path_factory.mktemp("styletx-cache")))
+
+
+
 @pytest.fixture
 def data(tmp_path):
     folder = tmp_path / "data"

@@ -27,6 +27,13 @@ from styletx.transformer import (
 TINY = dict(channels=(8, 16, 32), res_blocks=1)
 
 
+@pytest.fixture(autouse=True)
+def _private_graph_cache(tmp_path_factory, monkeypatch):
+    """Transformer.compile() caches ONNX graphs; keep the tests' out of the user's cache folder."""
+    monkeypatch.setenv("STYLETX_CACHE_DIR", str(tmp_path_factory.mktemp("styletx-cache")))
+
+
+
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 @pytest.mark.parametrize("hw", [(37, 53), (64, 48), (5, 7), (1, 1)])
 def test_any_size_comes_back_the_same_size(arch, hw):
@@ -198,3 +205,81 @@ def test_api_stylize_with_model(tmp_path, content_image):
     assert result.metadata["styletx.engine"] == "transformer"
     with pytest.raises(InputError, match="iterations"):
         api.stylize(content_image, model=model, iterations=5)
+
+
+# ------------------------------------------------------------------- fast inference paths (compile backends)
+
+
+def test_pixel_shuffles_as_convs_are_exact():
+    import torch.nn.functional as F
+
+    from styletx.transformer import DepthToSpaceConv, SpaceToDepthConv
+
+    x = torch.rand(2, 3, 16, 24)
+    assert torch.equal(SpaceToDepthConv(3, 4)(x), F.pixel_unshuffle(x, 4))
+    y = torch.randn(2, 48, 5, 7)
+    assert torch.equal(DepthToSpaceConv(3, 4)(y), F.pixel_shuffle(y, 4))
+
+
+def _needs_ort():
+    pytest.importorskip("onnxruntime")
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_onnxruntime_backend_matches_eager_at_any_size(arch, tmp_path):
+    _needs_ort()
+    tf = new_transformer(arch, seed=0, device="cpu", precision="fp32", res_blocks=1)
+    xs = [torch.rand(2, 3, 37, 53), torch.rand(1, 3, 5, 7), torch.rand(1, 3, 64, 48)]
+    eager = [tf.stylize(x) for x in xs]
+    assert tf.compile(backend="onnxruntime", cache_dir=tmp_path) is tf and tf.backend == "onnxruntime"
+    assert tf.describe()["backend"] == "onnxruntime"
+    for x, e in zip(xs, eager):
+        y = tf.stylize(x)
+        assert y.shape == x.shape and y.dtype == torch.float32
+        assert float((y - e).abs().max()) < 1e-4  # fp32 both; summation order only
+    img = make_image(30, 22, seed=3)
+    assert tf.stylize(img).size == (30, 22)
+
+
+def test_onnx_graph_is_cached_by_weights(tmp_path):
+    _needs_ort()
+    a = new_transformer("standard", seed=0, device="cpu", precision="fp32", **TINY).compile(
+        backend="onnxruntime", cache_dir=tmp_path)
+    b = new_transformer("standard", seed=0, device="cpu", precision="fp32", **TINY).compile(
+        backend="onnxruntime", cache_dir=tmp_path)
+    graphs = sorted((tmp_path / "onnx").glob("*.onnx"))
+    assert len(graphs) == 1 and a._ort.path == b._ort.path == graphs[0]
+    session = a._ort
+    assert a.compile(backend="onnxruntime", cache_dir=tmp_path)._ort is session  # compile() again: reused
+    assert not [p for p in (tmp_path / "onnx").iterdir() if p.name.startswith(".")]  # no temporary files
+    c = new_transformer("standard", seed=1, device="cpu", precision="fp32", **TINY).compile(
+        backend="onnxruntime", cache_dir=tmp_path)
+    assert c._ort.path != a._ort.path  # other weights, other graph
+    x = torch.rand(1, 3, 24, 20)
+    assert not torch.allclose(a.stylize(x), c.stylize(x))
+    a.to("cpu")  # moving drops the prepared backend
+    assert a.backend == "torch"
+
+
+def test_compile_auto_picks_onnxruntime_on_cpus_without_native_bf16(tmp_path, monkeypatch):
+    _needs_ort()
+    from styletx.transformer import fast_bf16
+
+    monkeypatch.setenv("STYLETX_CACHE_DIR", str(tmp_path))
+    tf = new_transformer("slim", seed=0, device="cpu", **TINY).compile()
+    expected = "torch" if fast_bf16(torch.device("cpu")) else "onnxruntime"
+    assert tf.backend == expected
+    if expected == "onnxruntime":
+        assert list((tmp_path / "onnx").glob("slim-*.onnx"))
+    # an explicit torch_compile choice keeps the torch backend
+    assert new_transformer("slim", seed=0, device="cpu", **TINY).compile(torch_compile=False).backend == "torch"
+    with pytest.raises(InputError, match="backend"):
+        tf.compile(backend="tensorrt")
+
+
+def test_slim_pads_small_inputs_to_its_minimum_size():
+    net = build_network("slim", seed=0)
+    assert net.multiple == 16 and net.min_size == 32
+    with torch.no_grad():
+        y = net(torch.rand(1, 3, 3, 40))
+    assert y.shape == (1, 3, 3, 40)
