@@ -289,7 +289,8 @@ class MultiConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         weight, bias = self.merged()
-        return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
+        pad = weight.shape[-1] // 2  # replicated edges: zero padding made the borders light up in results
+        return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="replicate"), weight, bias)
 
 
 class BlurDown(nn.Module):
@@ -358,8 +359,8 @@ def _random_nodes(config: RandomNetConfig, pooling: str) -> List[Tuple[str, nn.M
             nodes.append((f"relu{k}_2", CatConv(width, config.content_width, 2 ** (k - 1)), f"relu{k}_1+input"))
         else:
             nodes.append(
-                (f"relu{k}_2", nn.Sequential(nn.Conv2d(width, config.content_width, 3, padding=1),
-                                             nn.ReLU()), f"relu{k}_1")
+                (f"relu{k}_2", nn.Sequential(nn.Conv2d(width, config.content_width, 3, padding=1,
+                                                       padding_mode="replicate"), nn.ReLU()), f"relu{k}_1")
             )
         nodes.append((f"pool{k}", pool(), f"relu{k}_2"))
         in_ch = config.content_width
