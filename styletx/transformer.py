@@ -359,18 +359,24 @@ class SubPixelUpsampleConv(nn.Module):
         return F.pixel_shuffle(y, 2)
 
 
+def _one_hot_shuffle_weight(channels: int, r: int) -> Tensor:
+    """(C*r*r, C, r, r) weights mapping pixel (i, j) of each r x r block of channel c to channel c*r*r + i*r + j
+    (pixel_unshuffle's channel order)."""
+    w = torch.zeros(channels * r * r, channels, r, r)
+    for c in range(channels):
+        for i in range(r):
+            for j in range(r):
+                w[c * r * r + i * r + j, c, i, j] = 1.0
+    return w
+
+
 class SpaceToDepthConv(nn.Module):
     """``F.pixel_unshuffle(x, r)`` as a stride-r convolution with one-hot weights: the same numbers exactly
     (each output is 1.0 times one input plus zeros), but one fast conv kernel instead of a 6-D transpose."""
 
     def __init__(self, channels: int, r: int) -> None:
         super().__init__()
-        w = torch.zeros(channels * r * r, channels, r, r)
-        for c in range(channels):
-            for i in range(r):
-                for j in range(r):
-                    w[c * r * r + i * r + j, c, i, j] = 1.0
-        self.register_buffer("weight", w)
+        self.register_buffer("weight", _one_hot_shuffle_weight(channels, r))
         self.r = r
 
     def forward(self, x: Tensor) -> Tensor:
@@ -382,12 +388,7 @@ class DepthToSpaceConv(nn.Module):
 
     def __init__(self, channels: int, r: int) -> None:
         super().__init__()
-        w = torch.zeros(channels * r * r, channels, r, r)
-        for c in range(channels):
-            for i in range(r):
-                for j in range(r):
-                    w[c * r * r + i * r + j, c, i, j] = 1.0
-        self.register_buffer("weight", w)
+        self.register_buffer("weight", _one_hot_shuffle_weight(channels, r))
         self.r = r
 
     def forward(self, y: Tensor) -> Tensor:
