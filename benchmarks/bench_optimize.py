@@ -1,7 +1,8 @@
 """Optimisation step time: styletx's engine against a plain eager fp32 reference, measured in the same run.
 
 The reference is the tutorial loop: torchvision VGG19 cut after relu5_1, ImageNet normalisation, content and
-style targets computed once, a Gram matrix and an MSE per layer, L-BFGS over the pixels, fp32, NCHW.
+style targets computed once, a Gram matrix and an MSE per layer, L-BFGS over the pixels (clamped after each
+step, as the tutorial does), fp32, NCHW; same loss weights and target scaling as styletx's defaults.
 Both use VGG19 with the same seeded random weights (no pretrained weights are needed) and the same
 content/style layers. Prints seconds per step for each, their ratio (ours / reference: lower is better), and
 the quality scores of both results after the same number of steps (styletx.metrics).
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 import styletx  # noqa: E402
 from styletx import metrics  # noqa: E402
 from styletx.image import load_image, resize_longest, to_pil  # noqa: E402
+from styletx.options import DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT  # noqa: E402
 
 CONTENT_LAYER = 22  # relu4_2 in torchvision's vgg19.features
 STYLE_LAYERS = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
@@ -72,11 +74,11 @@ def run_reference(content: torch.Tensor, style: torch.Tensor, steps: int, seed: 
     def closure():
         opt.zero_grad()
         feats = reference_features(net, img)
-        loss = c_norm * F.mse_loss(feats[CONTENT_LAYER], c_target)
+        loss = DEFAULT_CONTENT_WEIGHT * c_norm * F.mse_loss(feats[CONTENT_LAYER], c_target)
         for i in STYLE_LAYERS:
-            loss = loss + 1e5 * s_norm[i] * F.mse_loss(gram(feats[i]), s_targets[i])
-        loss = loss + 1e-3 * ((img[..., 1:, :] - img[..., :-1, :]).pow(2).mean() +
-                              (img[..., 1:] - img[..., :-1]).pow(2).mean())
+            loss = loss + DEFAULT_STYLE_WEIGHT * s_norm[i] * F.mse_loss(gram(feats[i]), s_targets[i])
+        loss = loss + DEFAULT_TV_WEIGHT * ((img[..., 1:, :] - img[..., :-1, :]).pow(2).mean() +
+                                           (img[..., 1:] - img[..., :-1]).pow(2).mean())
         loss.backward()
         return loss
 
