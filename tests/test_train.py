@@ -12,7 +12,7 @@ from styletx.options import TrainOptions, build
 from styletx.train import train
 from styletx.transformer import load_transformer
 
-FAST = dict(size=32, batch_size=2, backbone="random", arch="slim", learning_rate=1e-2, checkpoint_every=0)
+FAST = dict(size=32, batch_size=2, backbone="random", arch="slim", learning_rate=1e-3, checkpoint_every=0)
 
 
 @pytest.fixture(autouse=True)
