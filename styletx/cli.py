@@ -306,7 +306,7 @@ def train(style: Path, data: Tuple[Path, ...], output: Path, overwrite: bool, qu
         click.echo(f"styletx: interrupted: saved the checkpoint at step {result.steps} to {result.path}", err=True)
         sys.exit(130)
     last = result.losses[-1]["total"] if result.losses else float("nan")
-    click.echo(f"{result.path}  ({result.steps} steps on {result.images} images, {result.seconds:.1f} s, "
+    click.echo(f"{result.path}  ({result.steps} steps, {result.images} files found, {result.seconds:.1f} s, "
                f"final loss {last:.4g}, backbone {result.backbone.get('backbone', '?')})")
 
 

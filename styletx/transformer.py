@@ -874,8 +874,11 @@ def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({msg})") from None
+        if "weights only load failed" in str(e).lower():
+            why = "not a PyTorch checkpoint, or one that holds code, which is never run"
+        else:
+            why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({why})") from None
     if isinstance(obj, Mapping) and obj.get("format") == "styletx-transformer":
         return dict(obj)
     if _is_state_dict(obj):
