@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 import styletx
 from styletx import metrics
-from styletx.image import load_image, resize_longest, to_pil
+from styletx.image import load_image, resize_longest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

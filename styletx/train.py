@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import random
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
@@ -33,7 +32,6 @@ from .transformer import (
     _load_state,
     ArchConfig,
     _pick_device,
-    _jsonable,
 )
 
 __all__ = ["train", "TrainProgress", "TrainResult", "TrainOptions", "ImageCrops"]
@@ -319,5 +317,3 @@ def train(
         images=len(files), skipped=crops.skipped, skipped_files=crops.skipped_files, interrupted=interrupted,
         device=str(device), precision="bf16" if bf16 else "fp32", backbone=meta_base["backbone"], previews=previews,
     )
-
-

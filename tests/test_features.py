@@ -360,8 +360,8 @@ def test_weights_none_means_seeded_random_architecture():
 
 
 def test_random_backbone_variants_keep_the_interface():
-    for config in (ft.RandomNetConfig(content_detail=True), ft.RandomNetConfig(feed="chain", widths=(8, 8, 8, 8, 8),
-                                                                                content_width=8)):
+    chain = ft.RandomNetConfig(feed="chain", widths=(8, 8, 8, 8, 8), content_width=8)
+    for config in (ft.RandomNetConfig(content_detail=True), chain):
         ex = build_extractor("random", CONTENT + STYLE, random_config=config)
         out = ex(torch.rand(1, 3, 40, 48))
         assert tuple(out) == CONTENT + STYLE

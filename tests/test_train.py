@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from PIL import Image
 
 from conftest import make_image
 from styletx.errors import InputError
@@ -19,7 +18,6 @@ FAST = dict(size=32, batch_size=2, backbone="random", arch="slim", learning_rate
 def _private_graph_cache(tmp_path_factory, monkeypatch):
     """Transformer.compile() caches ONNX graphs; keep the tests' out of the user's cache folder."""
     monkeypatch.setenv("STYLETX_CACHE_DIR", str(tmp_path_factory.mktemp("styletx-cache")))
-
 
 
 @pytest.fixture

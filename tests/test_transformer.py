@@ -12,7 +12,6 @@ from conftest import make_image
 from styletx.errors import CheckpointError, InputError
 from styletx.transformer import (
     ARCHITECTURES,
-    Transformer,
     TransformerNet,
     arch_config,
     build_network,
@@ -31,7 +30,6 @@ TINY = dict(channels=(8, 16, 32), res_blocks=1)
 def _private_graph_cache(tmp_path_factory, monkeypatch):
     """Transformer.compile() caches ONNX graphs; keep the tests' out of the user's cache folder."""
     monkeypatch.setenv("STYLETX_CACHE_DIR", str(tmp_path_factory.mktemp("styletx-cache")))
-
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
