@@ -117,13 +117,8 @@ class StylizeOptions:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.learning_rate is not None:
             _positive_float("learning_rate", self.learning_rate)
-        for name in ("content_weight", "style_weight", "tv_weight"):
-            _nonnegative_float(name, getattr(self, name))
+        _validate_shared(self)
         _positive_float("style_scale", self.style_scale)
-        if not self.content_layers and self.content_weight > 0:
-            raise InputError("content_layers: give at least one layer (or set content_weight to 0)")
-        if not self.style_layers:
-            raise InputError("style_layers: give at least one layer")
         _weights_for("style_layer_weights", self.style_layer_weights, len(self.style_layers))
         if self.style_blend_weights is not None:
             for w in self.style_blend_weights:
@@ -131,12 +126,7 @@ class StylizeOptions:
             if sum(self.style_blend_weights) <= 0:
                 raise InputError("style_blend_weights: at least one weight must be positive")
         _positive_int("scales", self.scales, minimum=0)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("pooling", self.pooling, POOLINGS)
-        _choice("backbone", self.backbone, BACKBONES)
         _choice("preserve_color", self.preserve_color, PRESERVE_COLOR)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise InputError(f"seed: expected an integer, got {self.seed!r}")
         return self
 
     @property
@@ -147,6 +137,21 @@ class StylizeOptions:
     def with_(self, **changes: Any) -> "StylizeOptions":
         """A copy with some options changed (unknown names raise InputError)."""
         return replace(self, **_known(type(self), changes))
+
+
+def _validate_shared(opts: Any) -> None:
+    """Checks of the fields both engines' options have: loss weights, layers, backbone, pooling, precision, seed."""
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        _nonnegative_float(name, getattr(opts, name))
+    if not opts.content_layers and opts.content_weight > 0:
+        raise InputError("content_layers: give at least one layer (or set content_weight to 0)")
+    if not opts.style_layers:
+        raise InputError("style_layers: give at least one layer")
+    _choice("precision", opts.precision, PRECISIONS)
+    _choice("pooling", opts.pooling, POOLINGS)
+    _choice("backbone", opts.backbone, BACKBONES)
+    if not isinstance(opts.seed, int) or isinstance(opts.seed, bool):
+        raise InputError(f"seed: expected an integer, got {opts.seed!r}")
 
 
 def _known(cls: type, changes: dict) -> dict:
@@ -246,20 +251,10 @@ class TrainOptions:
             raise InputError("steps: give --steps or --epochs (both are 0)")
         _positive_int("batch_size", self.batch_size)
         _positive_float("learning_rate", self.learning_rate)
-        for name in ("content_weight", "style_weight", "tv_weight"):
-            _nonnegative_float(name, getattr(self, name))
-        if not self.content_layers and self.content_weight > 0:
-            raise InputError("content_layers: give at least one layer (or set content_weight to 0)")
-        if not self.style_layers:
-            raise InputError("style_layers: give at least one layer")
+        _validate_shared(self)
         if self.style_size is not None:
             _positive_int("style_size", self.style_size, minimum=16)
         _choice("arch", self.arch, TRANSFORMER_ARCHS)
-        _choice("backbone", self.backbone, BACKBONES)
-        _choice("pooling", self.pooling, POOLINGS)
-        _choice("precision", self.precision, PRECISIONS)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise InputError(f"seed: expected an integer, got {self.seed!r}")
         _positive_int("checkpoint_every", self.checkpoint_every, minimum=0)
         _positive_int("preview_every", self.preview_every, minimum=0)
         return self
