@@ -19,7 +19,7 @@ from .errors import InputError
 from .features import extractor_for
 from .image import load_image, resize_to, save_image, to_pil
 from .optimize import Iterate, RunRecord, optimize_image
-from .options import StylizeOptions, build
+from .options import StylizeOptions, as_plain_dict, build
 
 ImageSource = Union[str, Path, Image.Image, "numpy.ndarray", Tensor]  # noqa: F821
 
@@ -109,7 +109,7 @@ def stylize(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         extractor = prepare_extractor(opts, device)
-    record = RunRecord(backbone=dict(extractor.description), options=_options_dict(opts))
+    record = RunRecord(backbone=dict(extractor.description), options=as_plain_dict(opts))
     for w in caught:  # pass them on to the caller, and keep them in the record
         record.notes.append(str(w.message))
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -132,12 +132,6 @@ def stylize(
 
 def _name_of(source: Any) -> str:
     return Path(source).name if isinstance(source, (str, Path)) else type(source).__name__
-
-
-def _options_dict(opts: StylizeOptions) -> Dict[str, Any]:
-    from dataclasses import asdict
-
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()}
 
 
 def run_metadata(record: RunRecord, **extra: Any) -> Dict[str, str]:

@@ -167,6 +167,11 @@ def build(cls: type, **values: Any) -> Any:
     return cls(**_known(cls, values)).validated()
 
 
+def as_plain_dict(opts: Any) -> dict:
+    """An options dataclass as ``{field: value}`` with tuples as lists (for JSON metadata and checkpoints)."""
+    return {f.name: (list(v) if isinstance(v := getattr(opts, f.name), tuple) else v) for f in fields(opts)}
+
+
 def defaults(cls: type) -> dict:
     """``{field name: default}`` of an options dataclass (what the CLI shows)."""
     return {f.name: f.default for f in fields(cls) if f.default is not MISSING}

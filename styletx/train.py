@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
@@ -21,7 +21,7 @@ from torch import Tensor
 from . import device as devices
 from .errors import CheckpointError, ImageError, InputError
 from .losses import gram_matrix, normalised_layer_weights, target_scaled_weights, total_loss
-from .options import TrainOptions, build
+from .options import TrainOptions, as_plain_dict, build
 from .transformer import (
     Transformer,
     TransformerNet,
@@ -245,7 +245,7 @@ def train(
 
     meta_base = {
         "style": style_id,
-        "train": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()},
+        "train": as_plain_dict(opts),
         "backbone": dict(extractor.description),
         "data": {"images": len(files), "sources": [str(s) for s in sources]},
     }
