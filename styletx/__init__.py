@@ -5,7 +5,8 @@ trained feed-forward transformer (Johnson et al.). Options and their defaults: :
 """
 
 from ._version import __version__
-from .api import StylizeResult, stylize
+from .api import stylize
+from .result import StylizeResult
 from .errors import CheckpointError, ImageError, InputError, StyletxError, StyletxWarning, WeightsError
 from .image import load_image, save_image
 from .optimize import Iterate, RunRecord

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
@@ -17,35 +16,14 @@ from ._version import __version__
 from .device import pick_device
 from .errors import InputError
 from .features import extractor_for
-from .image import load_image, resize_to, save_image, to_pil
+from .image import load_image, resize_to, to_pil
 from .optimize import Iterate, RunRecord, optimize_image
+from .result import StylizeResult
 from .options import StylizeOptions, as_plain_dict, build
 
 ImageSource = Union[str, Path, Image.Image, "numpy.ndarray", Tensor]  # noqa: F821
 
 __all__ = ["StylizeResult", "stylize", "prepare_extractor"]
-
-
-@dataclass
-class StylizeResult:
-    """The stylised image (PIL image, or a (1, 3, H, W) tensor in [0, 1] when asked) and the run's record."""
-
-    image: Any
-    record: RunRecord
-    alpha: Optional[Tensor] = None
-    metadata: Dict[str, str] = field(default_factory=dict)
-
-    def save(self, path: Union[str, Path], *, overwrite: bool = False) -> Path:
-        """Write the image atomically with the run's parameters in its metadata; returns the path."""
-        return save_image(self.image, path, overwrite=overwrite, metadata=self.metadata, alpha=self.alpha)
-
-    def _repr_png_(self) -> Optional[bytes]:  # notebooks show the picture
-        import io
-
-        pil = self.image if isinstance(self.image, Image.Image) else to_pil(self.image)
-        buf = io.BytesIO()
-        pil.save(buf, format="PNG")
-        return buf.getvalue()
 
 
 def prepare_extractor(options: StylizeOptions, device: torch.device) -> torch.nn.Module:

@@ -1102,7 +1102,7 @@ def stylize_with_model(
     options: size (longest side, default: the content's own size), content_scale, preserve_color
     (none | luminance | histogram), device, precision. Options of the optimisation engine raise InputError.
     """
-    from .api import StylizeResult
+    from .result import StylizeResult
     from .image import load_image, resize_to, to_pil
     from .optimize import RunRecord
 
