@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import click
 
 from ._version import __version__
+from .device import retain_freed_memory
 from .errors import InputError, StyletxError
 from .options import StylizeOptions, TrainOptions
 
@@ -169,6 +170,7 @@ def main(ctx: click.Context, debug: bool) -> None:
       styletx score cat_swirls.png --content examples/cat.jpg --style examples/swirls.jpg
     """
     ctx.ensure_object(dict)["debug"] = debug
+    retain_freed_memory()  # the CLI owns its process: reuse freed tensor memory (styletx.device)
 
 
 def _check_output(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:

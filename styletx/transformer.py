@@ -498,6 +498,7 @@ class Transformer:
         self._want_compile = False
         self._compile_failed = False
         self._ort: Optional[Callable[[Tensor], Tensor]] = None
+        self._winograd: Optional[Callable[[Tensor], Tensor]] = None
 
     # --- description
     @property
@@ -532,7 +533,7 @@ class Transformer:
             "device": str(self.device),
             "precision": "bf16" if self.uses_bf16 else "fp32",
             "channels_last": self.channels_last,
-            "compiled": self._compiled is not None or self._ort is not None,
+            "compiled": self._compiled is not None or self._ort is not None or self._winograd is not None,
             "backend": self.backend,
             **{k: v for k, v in self.meta.items() if k not in ("arch",)},
         }
@@ -540,7 +541,9 @@ class Transformer:
     @property
     def backend(self) -> str:
         """What runs the network now: ``onnxruntime`` (after :meth:`compile` on CPUs without native bf16),
-        ``torch.compile`` or ``torch`` (eager)."""
+        ``winograd`` (after ``compile(backend="winograd")``), ``torch.compile`` or ``torch`` (eager)."""
+        if self._winograd is not None:
+            return "winograd"
         if self._ort is not None:
             return "onnxruntime"
         if self._compiled is not None and self._want_compile:
@@ -559,6 +562,7 @@ class Transformer:
         self._fast = None
         self._compiled = None
         self._ort = None
+        self._winograd = None
         return self
 
     def _prepared(self) -> nn.Module:
@@ -580,17 +584,35 @@ class Transformer:
 
         backend ``auto``: on a CPU without native bf16 (fp32 arithmetic), ONNX Runtime when it is installed
         (the network's body exported once to ONNX into ``cache_dir``, default :func:`styletx.export.default_cache_dir`,
-        keyed by a hash of the weights, then run with ``torch.get_num_threads()`` intra-op threads: measured
-        1.5-3x faster than eager torch here, same fp32 arithmetic, max |diff| ~1e-5); otherwise torch: the
-        exact inference rewrites, the memory format, and ``torch.compile`` where it pays (``torch_compile=None``:
-        on CUDA and on CPUs with native bf16; an explicit True/False means the torch backend).
-        ``backend="onnxruntime"`` or ``"torch"`` forces one; a failed
-        export or compile falls back to eager torch with a StyletxWarning. Call again after changing ``net``'s
-        weights (the hash picks a new graph).
+        keyed by a hash of the weights, then run with ``torch.get_num_threads()`` intra-op threads; any image
+        size, ready in seconds, same fp32 arithmetic, max |diff| ~1e-5); otherwise torch: the exact inference
+        rewrites, the memory format, and ``torch.compile`` where it pays (``torch_compile=None``: on CUDA and on
+        CPUs with native bf16; an explicit True/False means the torch backend).
+
+        ``backend="winograd"`` (standard network, fp32 CPU): the fastest CPU path, 2x the plain network's frame
+        rate at 512x512 here (:mod:`styletx.winograd_net`; max |diff| ~3e-5), but ``torch.compile`` builds it
+        once per input size: ~40-70 s the first time on a machine, seconds from inductor's disk cache after.
+        For long runs at one size (video, many frames); ``auto`` does not pick it, since a folder of differently
+        sized pictures would pay that for every size. ``onnxruntime`` or ``torch`` force those backends.
+
+        On Linux (glibc) the first call also keeps freed memory in the process
+        (:func:`styletx.device.retain_freed_memory`), which saves the page faults of large fresh buffers on
+        every frame. A failed export or compile falls back to eager torch with a StyletxWarning. Call again
+        after changing ``net``'s weights (the hash picks a new graph).
         """
-        if backend not in ("auto", "torch", "onnxruntime"):
-            raise InputError(f"backend: expected one of auto, torch, onnxruntime, got {backend!r}")
-        previous, self._ort = self._ort, None
+        if backend not in ("auto", "torch", "onnxruntime", "winograd"):
+            raise InputError(f"backend: expected one of auto, torch, onnxruntime, winograd, got {backend!r}")
+        from .device import retain_freed_memory
+
+        retain_freed_memory()
+        previous, self._ort, self._winograd = self._ort, None, None
+        if backend == "winograd":
+            from . import winograd_net
+
+            if self.device.type != "cpu" or self.uses_bf16 or not winograd_net.supports(self.net):
+                raise InputError("backend: winograd runs the standard network in fp32 on the CPU only")
+            self._winograd = winograd_net.WinogradNet(self.net)
+            return self
         if backend == "auto":
             from .export import onnxruntime_available
 
@@ -627,13 +649,15 @@ class Transformer:
     # --- inference
     def _forward(self, batch: Tensor) -> Tensor:
         """(n, 3, H, W) float32 on self.device in [0, 1] -> (n, 3, H, W) float32 in [0, 1]."""
+        if self._winograd is not None:
+            try:
+                return self._run_body(self._winograd, batch)
+            except Exception as e:  # pragma: no cover - platform dependent (no C++ compiler for inductor)
+                self._winograd = None
+                warnings.warn(f"winograd backend failed ({str(e).splitlines()[0][:200]}); running eagerly",
+                              StyletxWarning)
         if self._ort is not None:
-            h, w = batch.shape[-2:]
-            padded, (ph, pw) = pad_to_multiple(batch, self.net.multiple, self.net.min_size)
-            y = self._ort(padded)
-            if ph or pw:
-                y = y[..., :h, :w]
-            return y.clamp_(0.0, 1.0).contiguous()
+            return self._run_body(self._ort, batch)
         fast = self._prepared()
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
@@ -655,6 +679,16 @@ class Transformer:
             if y is None:
                 y = fast(batch)
             return y.float().clamp_(0.0, 1.0).contiguous()
+
+    def _run_body(self, body: Callable[[Tensor], Tensor], batch: Tensor) -> Tensor:
+        """Pad ``batch`` to what the network's body takes, run ``body``, crop back and clamp."""
+        h, w = batch.shape[-2:]
+        with torch.inference_mode():
+            padded, (ph, pw) = pad_to_multiple(batch, self.net.multiple, self.net.min_size)
+            y = body(padded)
+            if ph or pw:
+                y = y[..., :h, :w]
+            return y.clamp_(0.0, 1.0).contiguous()
 
     def stylize(
         self,
