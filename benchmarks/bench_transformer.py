@@ -7,7 +7,10 @@ and (``--quality``) the slim network's quality against the standard one after th
 Speed. Reference: the standard architecture as a plain eager fp32 ``TransformerNet`` (NCHW, no rewrites,
 inference mode). Ours: the one inference path, ``Transformer.compile()`` then ``Transformer.stylize`` (on a CPU
 without native bf16 that is the ONNX Runtime backend; see docs/transformer.md), for ``standard`` and ``slim``;
-also ours without ``compile()`` (eager torch). Timings are interleaved (every candidate once per round) and the
+on the CPU also ``compile(backend="winograd")`` for ``standard``; and ours without ``compile()`` (eager torch).
+``compile()`` makes the process keep freed memory (``styletx.device.retain_freed_memory``), which speeds up the
+reference too: the ratios are to the reference measured after it, in the same rounds (the stricter figure);
+the reference before it (the default allocator) is printed beside them. Timings are interleaved (every candidate once per round) and the
 best of ``--reps`` rounds is kept, so other load on the machine hits all of them alike; ratios are to the
 reference of the same run. Also prints the max/mean absolute difference from the same network in eager fp32,
 and the frame rate of slim alone (best and median of ``--solo-reps`` runs).
@@ -54,17 +57,6 @@ def _load() -> str:
 def bench_device(device: str, sizes, reps: int, solo_reps: int = 0) -> None:
     torch.manual_seed(0)
     ref_net = build_network("standard", seed=0).to(device).eval()
-    compiled = {arch: Transformer(build_network(arch, seed=0), device=device, precision="auto")
-                for arch in ("standard", "slim")}
-    eager = {arch: Transformer(build_network(arch, seed=0), device=device, precision="auto")
-             for arch in ("standard", "slim")}
-    t0 = time.perf_counter()
-    for m in compiled.values():
-        m.compile()
-    print(f"device {device}: bf16 native={fast_bf16(torch.device(device))}; compile() took "
-          f"{time.perf_counter() - t0:.1f} s; "
-          + ", ".join(f"{a}: backend={m.backend}, {'bf16' if m.uses_bf16 else 'fp32'}, "
-                      f"{macs_per_pixel(a) / 1e3:.2f}k MAC/px" for a, m in compiled.items()))
 
     def reference(x):
         with torch.inference_mode():
@@ -72,6 +64,29 @@ def bench_device(device: str, sizes, reps: int, solo_reps: int = 0) -> None:
         if device == "cuda":
             torch.cuda.synchronize()
         return y
+
+    # The reference with the process's default allocator, before compile() changes it for everyone
+    # (styletx.device.retain_freed_memory); the ratios below use the reference measured after, in the same rounds.
+    default_ref = {}
+    for h, w in sizes:
+        x = torch.rand(1, 3, h, w, device=device)
+        reference(x)
+        default_ref[(h, w)] = min(_time(reference, x) for _ in range(max(2, reps // 2)))
+
+    compiled = {arch: Transformer(build_network(arch, seed=0), device=device, precision="auto")
+                for arch in ("standard", "slim")}
+    eager = {arch: Transformer(build_network(arch, seed=0), device=device, precision="auto")
+             for arch in ("standard", "slim")}
+    t0 = time.perf_counter()
+    for m in compiled.values():
+        m.compile()
+    winograd = None
+    if device == "cpu":
+        winograd = Transformer(build_network("standard", seed=0), device=device).compile(backend="winograd")
+    print(f"device {device}: bf16 native={fast_bf16(torch.device(device))}; compile() took "
+          f"{time.perf_counter() - t0:.1f} s (winograd builds lazily, per size: see warm-up); "
+          + ", ".join(f"{a}: backend={m.backend}, {'bf16' if m.uses_bf16 else 'fp32'}, "
+                      f"{macs_per_pixel(a) / 1e3:.2f}k MAC/px" for a, m in compiled.items()))
 
     def run(m):
         def f(inp):
@@ -84,12 +99,16 @@ def bench_device(device: str, sizes, reps: int, solo_reps: int = 0) -> None:
     for h, w in sizes:
         x = torch.rand(1, 3, h, w, device=device)
         fns = {"reference": reference}
+        if winograd is not None:
+            fns["standard winograd"] = run(winograd)
         for a in ("standard", "slim"):
             fns[f"{a} compiled"] = run(compiled[a])
             fns[f"{a} eager"] = run(eager[a])
-        t0 = time.perf_counter()
-        outs = {k: f(x) for k, f in fns.items()}  # warm-up
-        warm = time.perf_counter() - t0
+        outs, warm = {}, {}
+        for k, f in fns.items():  # warm-up (and the winograd build for this size)
+            t0 = time.perf_counter()
+            outs[k] = f(x)
+            warm[k] = time.perf_counter() - t0
         exact = {}
         for a in ("standard", "slim"):
             with torch.inference_mode():
@@ -100,20 +119,26 @@ def bench_device(device: str, sizes, reps: int, solo_reps: int = 0) -> None:
             for name, fn in fns.items():
                 best[name] = min(best[name], _time(fn, x))
         ref_fps = 1.0 / best["reference"]
-        print(f"  {w}x{h}: [{load_before} before, {_load()} after; warm-up {warm:.1f} s]")
-        print(f"  {w}x{h}: reference (eager fp32 standard) {ref_fps:6.2f} fps ({best['reference'] * 1e3:7.1f} ms)")
+        print(f"  {w}x{h}: [{load_before} before, {_load()} after; first calls: "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in warm.items()) + "]")
+        print(f"  {w}x{h}: reference (eager fp32 standard) {ref_fps:6.2f} fps ({best['reference'] * 1e3:7.1f} ms); "
+              f"with the default allocator, before compile(): {default_ref[(h, w)] * 1e3:.1f} ms")
         for k in fns:
             if k == "reference":
                 continue
             fps = 1.0 / best[k]
             d = (outs[k] - exact[k.split()[0]]).abs()
             print(f"  {w}x{h}: {k:17s} {fps:6.2f} fps ({best[k] * 1e3:7.1f} ms)  ratio {fps / ref_fps:5.2f}x"
+                  f" (vs default-allocator reference {default_ref[(h, w)] / best[k]:5.2f}x)"
                   f"  |diff vs own fp32 eager| max {float(d.max()):.1e} mean {float(d.mean()):.1e}")
         if solo_reps:
-            times = [_time(fns["slim compiled"], x) for _ in range(solo_reps)]
-            times.sort()
-            print(f"  {w}x{h}: slim compiled alone, {solo_reps} runs: best {1 / times[0]:.2f} fps, median "
-                  f"{1 / times[len(times) // 2]:.2f} fps  [{_load()}]")
+            for k in ("slim compiled", "standard winograd"):
+                if k not in fns:
+                    continue
+                n = solo_reps if k.startswith("slim") else max(3, solo_reps // 6)
+                times = sorted(_time(fns[k], x) for _ in range(n))
+                print(f"  {w}x{h}: {k} alone, {n} runs: best {1 / times[0]:.2f} fps, median "
+                      f"{1 / times[len(times) // 2]:.2f} fps  [{_load()}]")
 
 
 # ------------------------------------------------------------------------------------------------ quality
