@@ -273,12 +273,16 @@ class TransformerNet(nn.Module):
         return y
 
 
+def padded_size(h: int, w: int, multiple: int = 4, min_size: int = 16) -> Tuple[int, int]:
+    """(H, W) rounded up to multiples of ``multiple`` and to at least ``min_size`` (what :func:`pad_to_multiple` pads to)."""
+    return max(min_size, -(-h // multiple) * multiple), max(min_size, -(-w // multiple) * multiple)
+
+
 def pad_to_multiple(x: Tensor, multiple: int = 4, min_size: int = 16) -> Tuple[Tensor, Tuple[int, int]]:
     """Pad (N, C, H, W) on the bottom and right to sides that are multiples of ``multiple`` and at least
     ``min_size``: reflection where the image is big enough, else replication. Returns (padded, (ph, pw))."""
     h, w = x.shape[-2], x.shape[-1]
-    th = max(min_size, -(-h // multiple) * multiple)
-    tw = max(min_size, -(-w // multiple) * multiple)
+    th, tw = padded_size(h, w, multiple, min_size)
     ph, pw = th - h, tw - w
     if ph == 0 and pw == 0:
         return x, (0, 0)
@@ -498,7 +502,7 @@ class Transformer:
         self._want_compile = False
         self._compile_failed = False
         self._ort: Optional[Callable[[Tensor], Tensor]] = None
-        self._winograd: Optional[Callable[[Tensor], Tensor]] = None
+        self._winograd: Optional[Any] = None  # a styletx.winograd_net.WinogradNet
 
     # --- description
     @property
@@ -649,7 +653,7 @@ class Transformer:
     # --- inference
     def _forward(self, batch: Tensor) -> Tensor:
         """(n, 3, H, W) float32 on self.device in [0, 1] -> (n, 3, H, W) float32 in [0, 1]."""
-        if self._winograd is not None:
+        if self._winograd is not None and self._winograd.accepts(self._body_shape(batch)):
             try:
                 return self._run_body(self._winograd, batch)
             except Exception as e:  # pragma: no cover - platform dependent (no C++ compiler for inductor)
@@ -679,6 +683,11 @@ class Transformer:
             if y is None:
                 y = fast(batch)
             return y.float().clamp_(0.0, 1.0).contiguous()
+
+    def _body_shape(self, batch: Tensor) -> Tuple[int, ...]:
+        """The shape ``batch`` has once padded for the network's body."""
+        n, c, h, w = batch.shape
+        return (n, c, *padded_size(h, w, self.net.multiple, self.net.min_size))
 
     def _run_body(self, body: Callable[[Tensor], Tensor], batch: Tensor) -> Tensor:
         """Pad ``batch`` to what the network's body takes, run ``body``, crop back and clamp."""

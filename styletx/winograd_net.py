@@ -17,7 +17,7 @@ weights are arguments, not constants), and inductor's on-disk cache makes later 
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -106,9 +106,13 @@ class WinogradNet:
     """Inference-only form of a standard :class:`~styletx.transformer.TransformerNet` on the CPU.
 
     ``__call__``: (N, 3, H, W) float32 input padded as the network's ``body`` expects (sides multiples of 4,
-    >= 16) -> (N, 3, H, W) float32, unclamped. ``compiled=False`` runs the same functions eagerly (slow; for
-    tests and as the fallback).
+    >= 16) -> (N, 3, H, W) float32, unclamped. ``compiled=False`` runs the same functions eagerly (slower than
+    the plain network; for tests). Each new input shape costs a build (see :meth:`accepts`).
     """
+
+    #: Input shapes built at most; :meth:`accepts` says no to further ones (each build takes 40-70 s, and
+    #: torch._dynamo stops compiling a function after its cache_size_limit shapes, 8 by default).
+    MAX_SHAPES = 4
 
     def __init__(self, net: "torch.nn.Module", *, compiled: bool = True) -> None:
         if not supports(net):
@@ -137,21 +141,22 @@ class WinogradNet:
         self.kernel_in = int(net.config.kernel_in)
         self.value_range = float(net.value_range)
         self.compiled = compiled
+        self.shapes: set = set()
         wrap: Callable[[Callable], Callable] = (
             (lambda f: torch.compile(f, dynamic=False)) if compiled else (lambda f: f)
         )
         self._head, self._res = wrap(head_stage), wrap(res_stage)
         self._up, self._out = wrap(up_stage), wrap(out_stage)
 
+    def accepts(self, shape: Tuple[int, ...]) -> bool:
+        """Whether an input of ``shape`` runs here: already built, or fewer than MAX_SHAPES built so far."""
+        return not self.compiled or tuple(shape) in self.shapes or len(self.shapes) < self.MAX_SHAPES
+
     def __call__(self, x: Tensor) -> Tensor:
+        self.shapes.add(tuple(x.shape))
         with torch.inference_mode():
             y = self._head(x, self.params, self.head_eps, self.kernel_in, self.value_range)
             for block in self.blocks:
                 y = self._res(y, *block)
             y = self._up(y, self.params, self.tail_eps)
             return self._out(y, self.params["deconv3.u"], self.params["deconv3.b"], 1.0 / self.value_range)
-
-
-def make(net: "torch.nn.Module", *, compiled: bool = True) -> Optional[WinogradNet]:
-    """A :class:`WinogradNet` for ``net``, or None when its layout is not supported."""
-    return WinogradNet(net, compiled=compiled) if supports(net) else None

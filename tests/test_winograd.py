@@ -131,3 +131,25 @@ def test_compiled_winograd_backend_matches_eager():
         y = tf.stylize(x)
     assert y.shape == x.shape and not y.requires_grad
     assert (y - eager).abs().max() <= 1e-4
+
+
+def test_winograd_builds_a_bounded_number_of_shapes():
+    net = WinogradNet(build_network("standard", seed=0), compiled=True)  # nothing is built until called
+    shapes = [(1, 3, 16 + 4 * i, 16) for i in range(WinogradNet.MAX_SHAPES)]
+    net.shapes.update(shapes)
+    assert all(net.accepts(s) for s in shapes)
+    assert not net.accepts((1, 3, 64, 64))
+    assert WinogradNet(build_network("standard", seed=0), compiled=False).accepts((1, 3, 64, 64))
+
+
+def test_transformer_runs_unbuilt_sizes_eagerly_once_the_limit_is_reached():
+    tf = styletx.new_transformer(arch="standard", seed=2)
+    x = torch.rand(1, 3, 21, 30)
+    eager = tf.stylize(x)
+    tf.compile(backend="winograd")
+    tf._winograd.shapes.update((1, 3, 100 + 4 * i, 100) for i in range(WinogradNet.MAX_SHAPES))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", styletx.StyletxWarning)
+        y = tf.stylize(x)  # a fifth size: no build, the eager path
+    assert len(tf._winograd.shapes) == WinogradNet.MAX_SHAPES
+    assert torch.allclose(y, eager, atol=1e-6)
