@@ -3,6 +3,11 @@
 Each entry stylises a bundled example with the settings shown, puts content | style | result side by side,
 and scores the result with styletx.metrics (backbone-free scores). The backbone each picture was made with
 is written beside it: without ImageNet VGG19 weights, `auto` falls back to the weight-free backbone.
+
+``--transformer`` (about 10 minutes on 2 cores) also trains a feed-forward transformer (TRANSFORMER below) on
+photos bundled with scikit-image (not the two shown, which stay unseen) and adds its results.
+``--only NAME ...`` regenerates some entries and keeps the others from docs/gallery/gallery.json
+(``--transformer --only`` with no names: the transformer entries alone).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import argparse
 import datetime
 import json
 import platform
+import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -33,6 +40,14 @@ ENTRIES = [
 ]
 BASE = {"size": 256, "iterations": 100, "seed": 0}
 
+#: The transformer entry: training settings (styletx.train), the style, and the unseen pictures it is shown on.
+TRANSFORMER = {"arch": "slim", "steps": 400, "size": 160, "batch_size": 2, "seed": 0, "checkpoint_every": 0}
+TRANSFORMER_STYLE = "mosaic.jpg"
+TRANSFORMER_SHOWN = ("cat.jpg", "astronaut.jpg")
+#: scikit-image's bundled photos used as training data (chelsea and astronaut are the shown pictures: left out)
+TRAINING_PHOTOS = ("coffee", "rocket", "stereo_motorcycle", "immunohistochemistry", "hubble_deep_field", "retina",
+                   "colorwheel", "camera", "brick", "clock", "coins", "horse", "moon", "page", "gravel", "grass")
+
 
 def strip(content: Path, style: Path, result: Image.Image, height: int = 240) -> Image.Image:
     """content | style | result, each scaled to ``height`` px, with a small label under each."""
@@ -50,33 +65,86 @@ def strip(content: Path, style: Path, result: Image.Image, height: int = 240) ->
     return sheet
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", nargs="*", help="names of entries to regenerate")
-    args = parser.parse_args()
-    OUT.mkdir(exist_ok=True)
+def _row(name: str, content_name: str, style_name: str, image: Image.Image, extra: dict) -> dict:
+    """Save the strip for ``image`` and return its gallery row (scores of the result and of the content)."""
+    content, style = EXAMPLES / content_name, EXAMPLES / style_name
+    content_t = resize_longest(load_image(content).tensor, BASE["size"])
+    scores = metrics.score(image, content_t, style)
+    baseline = metrics.score(content_t, content_t, style)  # the untouched content, for comparison
+    strip(content, style, image).save(OUT / f"{name}.png")
+    print(name, json.dumps(scores))
+    return {"name": name, "content": content_name, "style": style_name, "scores": scores,
+            "content_scores": baseline, **extra}
+
+
+def optimisation_rows(only) -> list:
     rows = []
     for name, content_name, style_name, extra in ENTRIES:
-        if args.only and name not in args.only:
+        if only and name not in only:
             continue
-        content, style = EXAMPLES / content_name, EXAMPLES / style_name
         settings = {**BASE, **extra}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = styletx.stylize(content, style, **settings)
+            result = styletx.stylize(EXAMPLES / content_name, EXAMPLES / style_name, **settings)
         rec = result.record
-        content_t = resize_longest(load_image(content).tensor, BASE["size"])
-        scores = metrics.score(result.image, content_t, style)
-        baseline = metrics.score(content_t, content_t, style)  # the untouched content, for comparison
-        strip(content, style, result.image).save(OUT / f"{name}.png")
-        rows.append({
-            "name": name, "content": content_name, "style": style_name, "settings": settings,
+        rows.append(_row(name, content_name, style_name, result.image, {
+            "engine": "optimisation", "settings": settings,
             "backbone": rec.backbone.get("backbone"), "weights": rec.backbone.get("weights"),
-            "steps": rec.steps, "seconds": round(rec.seconds, 1), "device": rec.device,
-            "precision": rec.precision, "scores": scores, "content_scores": baseline,
-        })
-        print(name, json.dumps(scores))
-    (OUT / "gallery.json").write_text(json.dumps(rows, indent=1, sort_keys=True))
+            "steps": rec.steps, "seconds": round(rec.seconds, 1), "device": rec.device, "precision": rec.precision,
+        }))
+    return rows
+
+
+def transformer_rows() -> list:
+    """Train TRANSFORMER on scikit-image's photos, then stylise the unseen TRANSFORMER_SHOWN pictures."""
+    import numpy as np
+    import skimage.data
+
+    style = EXAMPLES / TRANSFORMER_STYLE
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "photos"
+        data.mkdir()
+        for photo in TRAINING_PHOTOS:
+            arr = getattr(skimage.data, photo)()
+            arr = arr[0] if isinstance(arr, tuple) else arr
+            Image.fromarray(np.asarray(arr)).convert("RGB").save(data / f"{photo}.png")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trained = styletx.train(style, data, Path(tmp) / "model.pth", overwrite=True, **TRANSFORMER)
+    model = trained.transformer
+    stem = f"{Path(TRANSFORMER_STYLE).stem}-{TRANSFORMER['arch']}"
+    rows = []
+    for content_name in TRANSFORMER_SHOWN:
+        t0 = time.perf_counter()
+        image = model.stylize(load_image(EXAMPLES / content_name).to_pil(), size=BASE["size"])
+        seconds = time.perf_counter() - t0
+        rows.append(_row(f"{Path(content_name).stem}-{stem}", content_name, TRANSFORMER_STYLE, image, {
+            "engine": "transformer", "settings": {"size": BASE["size"]}, "train": dict(TRANSFORMER),
+            "train_seconds": round(trained.seconds, 1), "train_loss": trained.losses[-1] if trained.losses else {},
+            "backbone": trained.backbone.get("backbone"), "weights": trained.backbone.get("weights"),
+            "steps": trained.steps, "seconds": round(seconds, 2), "device": trained.device,
+            "precision": trained.precision, "model": f"{stem}.pth",
+        }))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", nargs="*", help="names of entries to regenerate (the others are kept)")
+    parser.add_argument("--transformer", action="store_true", help="also train and show a transformer (slow)")
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    index = OUT / "gallery.json"
+    old = json.loads(index.read_text()) if index.exists() else []
+    new = [] if args.transformer and args.only == [] else optimisation_rows(args.only)
+    if args.transformer:
+        new += transformer_rows()
+    names = {r["name"] for r in new}
+    order = [e[0] for e in ENTRIES]
+    rows = [r if r["name"] not in names else next(n for n in new if n["name"] == r["name"]) for r in old]
+    rows += [r for r in new if r["name"] not in {o["name"] for o in old}]
+    rows.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
+    index.write_text(json.dumps(rows, indent=1, sort_keys=True))
     write_markdown(rows)
 
 
@@ -84,7 +152,7 @@ def write_markdown(rows: list) -> None:
     lines = [
         "# Gallery",
         "",
-        f"Made by `python docs/make_gallery.py` on {datetime.date.today().isoformat()} "
+        f"Made by `python docs/make_gallery.py --transformer` on {datetime.date.today().isoformat()} "
         f"({platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}, "
         f"styletx {styletx.__version__}).",
         "",
@@ -99,15 +167,30 @@ def write_markdown(rows: list) -> None:
     ]
     for row in rows:
         s, c = row["scores"], row["content_scores"]
-        settings = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in row["settings"].items())
+        if row.get("engine") == "transformer":
+            t = row["train"]
+            how = [
+                f"`styletx train --style examples/{row['style']} --data PHOTOS -o {row['model']} --arch {t['arch']} "
+                f"--steps {t['steps']} --size {t['size']} --batch-size {t['batch_size']} --seed {t['seed']}`  ",
+                f"`styletx run --model {row['model']} examples/{row['content']} --size {row['settings']['size']}`  ",
+                f"PHOTOS: scikit-image's bundled photos ({', '.join(TRAINING_PHOTOS)}); the picture above was not "
+                "among them.  ",
+                f"backbone **{row['backbone']}** ({row['weights']}); trained {row['steps']} steps in "
+                f"{row['train_seconds']} s, stylised in {row['seconds']} s on {row['device']} ({row['precision']})",
+            ]
+        else:
+            settings = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in row["settings"].items())
+            how = [
+                f"`styletx run examples/{row['content']} examples/{row['style']} {settings}`  ",
+                f"backbone **{row['backbone']}** ({row['weights']}), {row['steps']} steps in {row['seconds']} s on "
+                f"{row['device']} ({row['precision']})",
+            ]
         lines += [
             f"## {row['name']}",
             "",
             f"![{row['name']}](gallery/{row['name']}.png)",
             "",
-            f"`styletx run examples/{row['content']} examples/{row['style']} {settings}`  ",
-            f"backbone **{row['backbone']}** ({row['weights']}), {row['steps']} steps in {row['seconds']} s on "
-            f"{row['device']} ({row['precision']})",
+            *how,
             "",
             "| score | content image | result |",
             "| --- | --- | --- |",
