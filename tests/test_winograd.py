@@ -153,3 +153,18 @@ def test_transformer_runs_unbuilt_sizes_eagerly_once_the_limit_is_reached():
         y = tf.stylize(x)  # a fifth size: no build, the eager path
     assert len(tf._winograd.shapes) == WinogradNet.MAX_SHAPES
     assert torch.allclose(y, eager, atol=1e-6)
+
+
+def test_failed_build_falls_back_to_eager_with_a_warning(monkeypatch):
+    tf = styletx.new_transformer(arch="standard", seed=4)
+    x = torch.rand(1, 3, 18, 22)
+    eager = tf.stylize(x)
+    tf.compile(backend="winograd")
+
+    def no_compiler(self, batch):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+
+    monkeypatch.setattr(WinogradNet, "__call__", no_compiler)
+    with pytest.warns(styletx.StyletxWarning, match="winograd backend failed .*C\\+\\+ compiler"):
+        y = tf.stylize(x)
+    assert tf.backend == "torch" and torch.allclose(y, eager, atol=1e-6)
