@@ -68,7 +68,10 @@ _EPS = 1e-5
 @dataclass(frozen=True)
 class ArchConfig:
     """Shape of a transformer network. ``value_range`` is the pixel scale the weights expect (255 for
-    pytorch/examples checkpoints); the network itself always takes and returns [0, 1]."""
+    pytorch/examples checkpoints); the network itself always takes and returns [0, 1]. ``input_skip``: the
+    network's output is its input plus what the layers compute, with the last conv initialised to zero, so an
+    untrained network is the identity and training only has to learn the change (checkpoints saved without
+    the field load with it off)."""
 
     name: str = "standard"
     channels: Tuple[int, int, int] = (32, 64, 128)
@@ -78,6 +81,7 @@ class ArchConfig:
     kernel_out: int = 9
     value_range: float = 1.0
     unshuffle: int = 1
+    input_skip: bool = False
 
     def validated(self) -> "ArchConfig":
         if len(self.channels) != 3 or any((not isinstance(c, int)) or c < 1 for c in self.channels):
@@ -114,7 +118,8 @@ class ArchConfig:
 ARCHITECTURES: Dict[str, ArchConfig] = {
     "standard": ArchConfig("standard"),
     "slim": ArchConfig(
-        "slim", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4
+        "slim", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
+        input_skip=True,
     ),
 }
 
@@ -235,6 +240,10 @@ class TransformerNet(nn.Module):
         self.deconv2 = UpsampleConvLayer(c2, c1, 3)
         self.in5 = nn.InstanceNorm2d(c1, affine=True, eps=_EPS)
         self.deconv3 = ConvLayer(c1, 3 * r2, config.kernel_out)
+        self.input_skip = bool(config.input_skip)
+        if self.input_skip:  # start as the identity: output = input + 0
+            nn.init.zeros_(self.deconv3.conv2d.weight)
+            nn.init.zeros_(self.deconv3.conv2d.bias)
         self.value_range = float(config.value_range)
         self.unshuffle = int(config.unshuffle)
         self.multiple = self.MULTIPLE * self.unshuffle
@@ -246,6 +255,7 @@ class TransformerNet(nn.Module):
 
     def body(self, x: Tensor) -> Tensor:
         """The network on an input whose sides are multiples of ``self.multiple`` and >= 16, in its value range."""
+        x_in = x
         if self.unshuffle > 1:
             x = self.space_to_depth(x) if hasattr(self, "space_to_depth") else F.pixel_unshuffle(x, self.unshuffle)
         y = F.relu(self.in1(self.conv1(x)))
@@ -258,7 +268,7 @@ class TransformerNet(nn.Module):
         y = self.deconv3(y)
         if self.unshuffle > 1:
             y = self.depth_to_space(y) if hasattr(self, "depth_to_space") else F.pixel_shuffle(y, self.unshuffle)
-        return y
+        return y + x_in if self.input_skip else y
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2], x.shape[-1]

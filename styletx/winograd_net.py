@@ -37,6 +37,7 @@ def supports(net: "torch.nn.Module") -> bool:
         cfg is not None
         and not cfg.separable
         and cfg.unshuffle == 1
+        and not cfg.input_skip
         and cfg.kernel_out == 2 * _BLOCK + 1
         and cfg.kernel_in % 2 == 1
     )

@@ -41,19 +41,20 @@ def style(tmp_path):
 def test_loss_goes_down_and_checkpoint_round_trips(tmp_path, data, style):
     seen = []
     out = tmp_path / "m.pth"
-    result = train(style, data, out, steps=8, preview_every=4, callback=seen.append, **FAST)
-    assert result.steps == 8 and [p.step for p in seen] == list(range(1, 9))
-    first, last = result.losses[0]["total"], result.losses[-1]["total"]
-    assert last < 0.7 * first, (first, last)
+    result = train(style, data, out, steps=12, preview_every=4, callback=seen.append, **FAST)
+    assert result.steps == 12 and [p.step for p in seen] == list(range(1, 13))
+    totals = [step["total"] for step in result.losses]  # each step sees other crops: compare means of three
+    first, last = sum(totals[:3]) / 3, sum(totals[-3:]) / 3
+    assert last < 0.7 * first, totals
     assert result.skipped == 1 and "broken.png" in result.skipped_files[0]
     assert seen[-1].skipped == 1 and set(seen[-1].losses) == {"content", "style", "tv", "total"}
-    assert len(result.previews) == 2 and all(p.exists() for p in result.previews)
+    assert len(result.previews) == 3 and all(p.exists() for p in result.previews)
 
     tf = load_transformer(out, device="cpu", precision="fp32")
     assert tf.arch == "slim"
     assert tf.meta["style"]["name"] == "style.png" and len(tf.meta["style"]["sha256"]) == 64
-    assert tf.meta["train"]["steps"] == 8 and tf.meta["train"]["backbone"] == "random"
-    assert tf.meta["losses"]["total"] == pytest.approx(last)
+    assert tf.meta["train"]["steps"] == 12 and tf.meta["train"]["backbone"] == "random"
+    assert tf.meta["losses"]["total"] == pytest.approx(totals[-1])
     x = torch.rand(1, 3, 29, 31)
     assert torch.allclose(tf.stylize(x), result.transformer.stylize(x), atol=1e-6)
 

@@ -26,6 +26,16 @@ from styletx.transformer import (
 TINY = dict(channels=(8, 16, 32), res_blocks=1)
 
 
+def not_identity(net: TransformerNet) -> TransformerNet:
+    """``slim`` starts as the identity (input skip, zero last conv): give its last conv seeded random weights so
+    comparisons of outputs test the whole network."""
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        w = net.deconv3.conv2d.weight
+        w.copy_(torch.randn(w.shape, generator=gen) * 0.05)
+    return net
+
+
 @pytest.fixture(autouse=True)
 def _private_graph_cache(tmp_path_factory, monkeypatch):
     """Transformer.compile() caches ONNX graphs; keep the tests' out of the user's cache folder."""
@@ -66,7 +76,7 @@ def test_pil_in_pil_out_and_list_of_sizes():
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_subpixel_rewrite_is_exact(arch):
-    net = build_network(arch, seed=3).eval()
+    net = not_identity(build_network(arch, seed=3)).eval()
     fast = inference_network(net)
     x = torch.rand(2, 3, 41, 29)
     with torch.no_grad():
@@ -85,6 +95,7 @@ def test_batching_and_compile_prepare_do_not_change_the_output():
 @pytest.mark.slow
 def test_torch_compile_matches_eager():
     tf = new_transformer("slim", seed=0, device="cpu", precision="fp32")
+    not_identity(tf.net)
     x = torch.rand(1, 3, 64, 64)
     eager = tf.stylize(x)
     tf.compile(torch_compile=True)
@@ -110,6 +121,7 @@ def test_size_content_scale_and_colour_preservation():
 
 def test_checkpoint_round_trip_rebuilds_the_architecture(tmp_path):
     tf = new_transformer("slim", seed=5, device="cpu", precision="fp32")
+    not_identity(tf.net)
     path = tf.save(tmp_path / "m.pth", style={"name": "s.png", "sha256": "ab" * 32}, losses={"total": 1.5})
     back = load_transformer(path, device="cpu", precision="fp32")
     assert back.arch == "slim" and back.config == tf.config
@@ -227,6 +239,7 @@ def _needs_ort():
 def test_onnxruntime_backend_matches_eager_at_any_size(arch, tmp_path):
     _needs_ort()
     tf = new_transformer(arch, seed=0, device="cpu", precision="fp32", res_blocks=1)
+    not_identity(tf.net)
     xs = [torch.rand(2, 3, 37, 53), torch.rand(1, 3, 5, 7), torch.rand(1, 3, 64, 48)]
     eager = [tf.stylize(x) for x in xs]
     assert tf.compile(backend="onnxruntime", cache_dir=tmp_path) is tf and tf.backend == "onnxruntime"
@@ -281,3 +294,20 @@ def test_slim_pads_small_inputs_to_its_minimum_size():
     with torch.no_grad():
         y = net(torch.rand(1, 3, 3, 40))
     assert y.shape == (1, 3, 3, 40)
+
+
+def test_slim_starts_as_the_identity_and_old_slim_checkpoints_load_without_the_skip(tmp_path):
+    tf = new_transformer("slim", seed=0, device="cpu", precision="fp32")
+    assert tf.config.input_skip and not ARCHITECTURES["standard"].input_skip
+    x = torch.rand(1, 3, 40, 36)
+    assert torch.allclose(tf.stylize(x), x, atol=1e-6)  # untrained: output = input
+    # a checkpoint written before the field existed (no "input_skip" in its arch) rebuilds a network without it
+    not_identity(tf.net)
+    ckpt = tf.checkpoint()
+    ckpt["arch"] = {k: v for k, v in ckpt["arch"].items() if k != "input_skip"}
+    torch.save(ckpt, tmp_path / "old.pth")
+    old = load_transformer(tmp_path / "old.pth", device="cpu", precision="fp32")
+    assert not old.config.input_skip
+    with torch.no_grad():
+        plain = old.net(x)
+        assert torch.allclose(tf.net(x) - x, plain, atol=1e-5)  # same layers, minus the skip
