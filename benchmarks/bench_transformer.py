@@ -54,6 +54,17 @@ def _load() -> str:
         return "load average n/a"
 
 
+def _net(arch: str):
+    """The network to time: seeded; a network with an input skip gets a random last conv too (it starts as the
+    identity, which would make the output comparisons trivial)."""
+    net = build_network(arch, seed=0)
+    if net.input_skip:
+        gen = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            net.deconv3.conv2d.weight.copy_(torch.randn(net.deconv3.conv2d.weight.shape, generator=gen) * 0.05)
+    return net
+
+
 def bench_device(device: str, sizes, reps: int, solo_reps: int = 0) -> None:
     torch.manual_seed(0)
     ref_net = build_network("standard", seed=0).to(device).eval()
@@ -73,16 +84,14 @@ def bench_device(device: str, sizes, reps: int, solo_reps: int = 0) -> None:
         reference(x)
         default_ref[(h, w)] = min(_time(reference, x) for _ in range(max(2, reps // 2)))
 
-    compiled = {arch: Transformer(build_network(arch, seed=0), device=device, precision="auto")
-                for arch in ("standard", "slim")}
-    eager = {arch: Transformer(build_network(arch, seed=0), device=device, precision="auto")
-             for arch in ("standard", "slim")}
+    compiled = {arch: Transformer(_net(arch), device=device, precision="auto") for arch in ("standard", "slim")}
+    eager = {arch: Transformer(_net(arch), device=device, precision="auto") for arch in ("standard", "slim")}
     t0 = time.perf_counter()
     for m in compiled.values():
         m.compile()
     winograd = None
     if device == "cpu":
-        winograd = Transformer(build_network("standard", seed=0), device=device).compile(backend="winograd")
+        winograd = Transformer(_net("standard"), device=device).compile(backend="winograd")
     print(f"device {device}: bf16 native={fast_bf16(torch.device(device))}; compile() took "
           f"{time.perf_counter() - t0:.1f} s (winograd builds lazily, per size: see warm-up); "
           + ", ".join(f"{a}: backend={m.backend}, {'bf16' if m.uses_bf16 else 'fp32'}, "
@@ -112,7 +121,7 @@ def bench_device(device: str, sizes, reps: int, solo_reps: int = 0) -> None:
         exact = {}
         for a in ("standard", "slim"):
             with torch.inference_mode():
-                exact[a] = build_network(a, seed=0).to(device).eval()(x).clamp(0, 1)
+                exact[a] = _net(a).to(device).eval()(x).clamp(0, 1)
         best = {k: float("inf") for k in fns}
         load_before = _load()
         for _ in range(reps):

@@ -164,6 +164,10 @@ def write_markdown(rows: list) -> None:
         "kept; `color_distance` and `texture_distance` lower = closer to the style. The *content* column scores the",
         "untouched content image against the same style, as the starting point.",
         "",
+        "The `-slim` entries come from a feed-forward `slim` transformer trained here for only a few minutes on",
+        "the CPU (a real training runs thousands of steps, on a GPU): expect less style than the optimisation",
+        "results and a faint 4-pixel grid, a known artefact of `slim` (see [transformer.md](transformer.md)).",
+        "",
     ]
     for row in rows:
         s, c = row["scores"], row["content_scores"]
