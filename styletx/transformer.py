@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from ._version import __version__
 from .errors import CheckpointError, InputError, StyletxWarning
+from .winograd import upsample_conv_kernel
 
 __all__ = [
     "ARCHITECTURES",
@@ -336,25 +337,17 @@ class SubPixelUpsampleConv(nn.Module):
     multiply-adds per input pixel and channel pair, and the 4x larger upsampled+padded tensor never exists.
     """
 
-    # taps of the 3x3 kernel that fold into tap 0 and tap 1 of the 2-tap kernel, for even and odd phases
-    _GROUPS = (((0,), (1, 2)), ((0, 1), (2,)))
-
     def __init__(self, layer: UpsampleConvLayer) -> None:
         super().__init__()
         w = layer.conv2d.weight.detach()
         if w.shape[-1] != 3 or w.shape[-2] != 3:
             raise ValueError("SubPixelUpsampleConv needs a 3x3 kernel")
-        kernels = []
+        # phase (a, b) of the folded 3x3 kernel touches only rows a..a+1 and columns b..b+1 of its window
+        folded = upsample_conv_kernel(w).reshape(2, 2, *w.shape)
+        # four 2x2 convs (a (4*Cout, Cin, 3, 3) conv would compute the same with 36 taps instead of 16)
         for a in (0, 1):
             for b in (0, 1):
-                k = w.new_zeros(w.shape[0], w.shape[1], 2, 2)
-                for ty, rows in enumerate(self._GROUPS[a]):
-                    for tx, cols in enumerate(self._GROUPS[b]):
-                        k[:, :, ty, tx] = w[:, :, list(rows)][:, :, :, list(cols)].sum(dim=(2, 3))
-                kernels.append(k)
-        # four 2x2 convs (a (4*Cout, Cin, 3, 3) conv would compute the same with 36 taps instead of 16)
-        for i, k in enumerate(kernels):
-            self.register_buffer(f"weight{i}", k.contiguous())
+                self.register_buffer(f"weight{a * 2 + b}", folded[a, b, :, :, a : a + 2, b : b + 2].contiguous())
         bias = layer.conv2d.bias
         self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False) if bias is not None else None
 
