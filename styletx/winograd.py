@@ -105,7 +105,11 @@ def conv3x3(xp: Tensor, u: Tensor, bias: Tensor) -> Tensor:
 
 
 def reflect_pad(x: Tensor, p: int) -> Tensor:
-    """Reflection padding of p pixels on every side of (N, H, W, C) (needs H, W > p)."""
+    """Reflection padding of p pixels on every side of (N, H, W, C) (needs H, W > p).
+
+    Written with slices and ``cat`` rather than ``F.pad`` on a permuted view: feeding the Winograd transforms,
+    inductor made a residual block 42 ms with this against 63 ms with ``F.pad`` (512x512 input, 2 cores).
+    """
     top = [x[:, i : i + 1] for i in range(p, 0, -1)]
     bottom = [x[:, -1 - i : x.shape[1] - i] for i in range(1, p + 1)]
     x = torch.cat(top + [x] + bottom, 1)

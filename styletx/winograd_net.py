@@ -56,7 +56,8 @@ def _conv_params(conv: "torch.nn.Conv2d") -> Tuple[Tensor, Tensor]:
 
 
 def _direct(x: Tensor, weight: Tensor, bias: Tensor, pad: int, stride: int) -> Tensor:
-    """Reflection-padded direct conv of NHWC ``x`` (oneDNN, channels-last); returns NHWC."""
+    """Reflection-padded direct conv of NHWC ``x`` (oneDNN, channels-last); returns NHWC. Here ``F.pad`` is the
+    faster pad (the head stage took 92 ms with it, 215 ms with :func:`winograd.reflect_pad`)."""
     y = x.permute(0, 3, 1, 2)
     if pad:
         y = F.pad(y, (pad,) * 4, mode="reflect")
