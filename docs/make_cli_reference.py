@@ -24,6 +24,7 @@ def reference() -> str:
         "traceback), 130 interrupted by Ctrl-C (the best image so far is saved).\n",
     ]
     commands = [[]] + [[name] for name in sorted(main.commands)]
+    commands.insert(commands.index(["run"]) + 1, ["run", "--model", "MODEL.pth"])
     for cmd in commands:
         text = runner.invoke(main, [*cmd, "--help"], prog_name="styletx", terminal_width=100).output
         title = "styletx " + " ".join(cmd) if cmd else "styletx"

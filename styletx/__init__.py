@@ -1,26 +1,29 @@
-"""styletx: neural style transfer for images and video.
+"""styletx: neural style transfer for images.
 
 ``styletx.stylize(content, style, **options)`` optimises an image (Gatys et al.); with ``model=`` it runs a
-trained feed-forward transformer (Johnson et al.). Options and their defaults: :class:`StylizeOptions`.
+trained feed-forward network (Johnson et al.). Options and their defaults: :class:`StylizeOptions`,
+:class:`ModelOptions`, :class:`TrainOptions`.
 """
 
 from ._version import __version__
-from .api import stylize
-from .result import StylizeResult
+from .api import StylizeResult, stylize, stylize_files, train
+from .engines.feedforward.model import FeedForwardModel, Transformer, load_transformer, new_transformer
+from .engines.feedforward.train import TrainResult
 from .errors import CheckpointError, ImageError, InputError, StyletxError, StyletxWarning, WeightsError
-from .image import load_image, save_image
-from .optimize import Iterate, RunRecord
-from .options import StylizeOptions, TrainOptions
-from .transformer import Transformer, load_transformer, new_transformer
-from .train import TrainResult, train  # noqa: E402  (the function shadows the submodule's name on purpose)
-from .export import export  # noqa: E402
+from .export import export
+from .io.image import load_image, save_image
+from .options import ModelOptions, StylizeOptions, TrainOptions
+from .results import FileDone, Iterate, RunRecord
 
 __all__ = [
     "__version__",
     "stylize",
+    "stylize_files",
     "StylizeResult",
     "StylizeOptions",
+    "ModelOptions",
     "TrainOptions",
+    "FeedForwardModel",
     "Transformer",
     "new_transformer",
     "load_transformer",
@@ -29,6 +32,7 @@ __all__ = [
     "export",
     "Iterate",
     "RunRecord",
+    "FileDone",
     "load_image",
     "save_image",
     "StyletxError",

@@ -1,9 +1,17 @@
-"""The Python API: ``styletx.stylize`` and what it returns. The CLI calls exactly this."""
+"""The Python API: ``stylize``, ``stylize_files`` and ``train``, joining the I/O edges with the engines.
+
+The CLI calls exactly these. Engines take tensors and options; this layer loads pictures, checks outputs before
+any work, runs the engine, and writes results (atomically, with the run's description in their metadata).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io as _bytes_io
 import json
+import time
 import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
@@ -14,16 +22,44 @@ from torch import Tensor
 from . import color
 from ._version import __version__
 from .device import pick_device
-from .errors import InputError
+from .engines.feedforward.checkpoint import file_sha256, read_checkpoint
+from .engines.feedforward.model import FeedForwardModel, as_model
+from .engines.feedforward.train import TrainProgress, TrainResult, train_network
+from .engines.optimize import optimize_image
+from .errors import ImageError, InputError
 from .features import extractor_for
-from .image import load_image, resize_to, to_pil
-from .optimize import Iterate, RunRecord, optimize_image
-from .result import StylizeResult
-from .options import StylizeOptions, as_plain_dict, build
+from .io.crops import ImageCrops
+from .io.files import ensure_folder, list_images, output_paths
+from .io.image import check_output_path, load_image, save_image
+from .options import ModelOptions, StylizeOptions, TrainOptions, as_plain_dict, build
+from .results import FileDone, Iterate, RunRecord
+from .tensors import resize_longest, resize_to, to_pil
 
 ImageSource = Union[str, Path, Image.Image, "numpy.ndarray", Tensor]  # noqa: F821
+ModelSource = Union[str, Path, FeedForwardModel]
 
-__all__ = ["StylizeResult", "stylize", "prepare_extractor"]
+__all__ = ["StylizeResult", "stylize", "stylize_files", "train", "prepare_extractor", "run_metadata",
+           "model_metadata"]
+
+
+@dataclass
+class StylizeResult:
+    """The stylised image (PIL image, or a (1, 3, H, W) tensor in [0, 1] when asked) and the run's record."""
+
+    image: Any
+    record: RunRecord
+    alpha: Optional[Tensor] = None
+    metadata: Dict[str, str] = field(default_factory=dict)
+
+    def save(self, path: Union[str, Path], *, overwrite: bool = False) -> Path:
+        """Write the image atomically with the run's parameters in its metadata; returns the path."""
+        return save_image(self.image, path, overwrite=overwrite, metadata=self.metadata, alpha=self.alpha)
+
+    def _repr_png_(self) -> Optional[bytes]:  # notebooks show the picture
+        pil = self.image if isinstance(self.image, Image.Image) else to_pil(self.image)
+        buf = _bytes_io.BytesIO()
+        pil.save(buf, format="PNG")
+        return buf.getvalue()
 
 
 def prepare_extractor(options: StylizeOptions, device: torch.device) -> torch.nn.Module:
@@ -45,27 +81,29 @@ def stylize(
     content: ImageSource,
     style: Union[ImageSource, Sequence[ImageSource], None] = None,
     *,
-    model: Union[str, Path, Any, None] = None,
+    model: Optional[ModelSource] = None,
     callback: Optional[Callable[[Iterate], None]] = None,
     output: str = "pil",
     keep_alpha: bool = False,
     **options: Any,
 ) -> StylizeResult:
-    """Stylise ``content`` with one or more ``style`` images (or with a trained transformer ``model``).
+    """Stylise ``content`` with one or more ``style`` images (or with a trained feed-forward ``model``).
 
     content, style: a path, PIL image, numpy array (H, W, 3) or tensor (1|3, ..., H, W) in [0, 1];
     style may be a list (blended with ``style_blend_weights``). Any :class:`~styletx.options.StylizeOptions`
     field is a keyword (size, iterations, optimizer, content_weight, style_weight, tv_weight, backbone,
-    weights, seed, device, ...). ``callback`` gets an :class:`~styletx.optimize.Iterate` after every step.
-    ``output="tensor"`` returns a (1, 3, H, W) float tensor instead of a PIL image. ``keep_alpha`` carries
-    the content's alpha channel over to the result (as ``result.alpha``; ``save`` writes it).
+    weights, seed, device, precision, ...); with ``model`` (a checkpoint path or a loaded model), the
+    :class:`~styletx.options.ModelOptions` fields instead. ``callback`` gets an :class:`~styletx.results.Iterate`
+    after every optimisation step. ``output="tensor"`` returns a (1, 3, H, W) float tensor instead of a PIL
+    image. ``keep_alpha`` carries the content's alpha channel over to the result (``result.alpha``; ``save``
+    writes it).
     """
     if output not in ("pil", "tensor"):
         raise InputError(f"output: expected 'pil' or 'tensor', got {output!r}")
     if model is not None:
-        from .transformer import stylize_with_model
-
-        return stylize_with_model(content, model, output=output, keep_alpha=keep_alpha, **options)
+        if style is not None:
+            raise InputError("style: give style images or a trained model, not both")
+        return _stylize_with_model(content, model, output=output, keep_alpha=keep_alpha, **options)
     opts: StylizeOptions = build(StylizeOptions, **options)
     styles = _as_list(style)
     if not styles:
@@ -122,3 +160,210 @@ def run_metadata(record: RunRecord, **extra: Any) -> Dict[str, str]:
     for key, value in extra.items():
         meta[f"styletx.{key}"] = value if isinstance(value, str) else json.dumps(value, default=str)
     return meta
+
+
+# ------------------------------------------------------------------------------------- feed-forward models
+
+
+def _prepared_model(model: ModelSource, opts: ModelOptions, *, repeated: bool) -> FeedForwardModel:
+    """The model to run with ``opts``: a path is loaded on the options' device and precision; a loaded model is
+    used as it is (moved when a device is named). ``repeated``: many images follow, so choose the fastest
+    backend now (``compile``)."""
+    if isinstance(model, FeedForwardModel):
+        net = model if opts.device == "auto" else model.to(opts.device)
+    else:
+        net = as_model(model, device=opts.device, precision=opts.precision)
+    if opts.backend != "auto" or repeated:
+        net.compile(backend=opts.backend)
+    return net
+
+
+def model_record(model: FeedForwardModel, opts: ModelOptions, seconds: float) -> RunRecord:
+    """The :class:`RunRecord` of a run with ``model``: device, arithmetic and backend with why, options."""
+    info = model.describe()
+    return RunRecord(
+        device=info["device"], precision=info["precision"], precision_reason=info["precision_reason"],
+        backend=info["backend_reason"], backbone={"engine": "feedforward", "arch": model.arch},
+        options=as_plain_dict(opts), seconds=seconds,
+    )
+
+
+def model_metadata(model: FeedForwardModel, record: Optional[RunRecord] = None) -> Dict[str, str]:
+    """Text metadata for an image made by ``model``: styletx version, architecture, style, checkpoint file,
+    arithmetic and backend (with why)."""
+    style = model.meta.get("style") or {}
+    info = model.describe()
+    meta = {
+        "styletx": __version__,
+        "styletx.engine": "feedforward",
+        "styletx.model": json.dumps(
+            {
+                "arch": model.arch,
+                "file": model.meta.get("file"),
+                "style": style.get("name"),
+                "style_sha256": style.get("sha256"),
+                "source": model.meta.get("format"),
+                "precision": info["precision"],
+                "precision_reason": info["precision_reason"],
+                "backend": info["backend_reason"],
+            },
+            sort_keys=True,
+        ),
+    }
+    if record is not None:
+        meta["styletx.record"] = json.dumps(record.to_dict(), sort_keys=True, default=str)
+    return meta
+
+
+def _stylize_with_model(content: Any, model: ModelSource, *, output: str, keep_alpha: bool,
+                        **options: Any) -> StylizeResult:
+    """``stylize(content, model=M, ...)``: one pass of a trained network; returns a StylizeResult."""
+    opts: ModelOptions = build(ModelOptions, **options)
+    t0 = time.perf_counter()
+    net = _prepared_model(model, opts, repeated=False)
+    loaded = load_image(content, keep_alpha=keep_alpha)
+    y = net.stylize(loaded.tensor, size=opts.size, content_scale=opts.content_scale,
+                    preserve_color=opts.preserve_color, batch_size=opts.batch_size)
+    alpha = None
+    if loaded.alpha is not None:
+        alpha = resize_to(loaded.alpha, tuple(y.shape[-2:])).clamp(0, 1)
+    record = model_record(net, opts, time.perf_counter() - t0)
+    metadata = {**model_metadata(net, record), "styletx.content": loaded.name}
+    return StylizeResult(image=y.cpu() if output == "tensor" else to_pil(y.cpu()), record=record, alpha=alpha,
+                         metadata=metadata)
+
+
+def stylize_files(
+    model: ModelSource,
+    inputs: Sequence[Union[str, Path]],
+    output: Union[str, Path, None] = None,
+    *,
+    overwrite: bool = False,
+    keep_alpha: bool = False,
+    suffix: str = ".png",
+    callback: Optional[Callable[[FileDone], None]] = None,
+    **options: Any,
+) -> List[Path]:
+    """Stylise image files with a trained model and write the results; returns their paths.
+
+    inputs: files and folders (searched recursively). output: None -> next to each input
+    (``name_stylized.png``, never replacing a file); a file name for one input; a folder (created when missing,
+    its parent must exist) for several -> ``folder/name_stylized.png``. Every output path is checked before any
+    work (no clobbering unless ``overwrite``, never an input); writes are atomic with the model's description in
+    the metadata. options: :class:`~styletx.options.ModelOptions` fields. Several images: the fastest backend
+    is chosen first (``compile``). ``callback`` gets a :class:`~styletx.results.FileDone` per image.
+    """
+    opts: ModelOptions = build(ModelOptions, **options)
+    files = list_images(inputs)
+    if not files:
+        raise InputError(f"{', '.join(str(p) for p in inputs)}: no images found")
+    outs = output_paths(files, output, suffix)
+    if len(set(outs)) != len(outs):
+        raise InputError("output: several images would be written to the same file")
+    if output is not None and (len(files) > 1 or not Path(output).suffix or Path(output).is_dir()):
+        ensure_folder(output)
+    for src, dst in zip(files, outs):
+        if dst.exists() and dst.resolve() == src.resolve():
+            raise InputError(f"{dst}: the output would overwrite an input image")
+        check_output_path(dst, overwrite=overwrite)
+    net = _prepared_model(model, opts, repeated=len(files) > 1)
+    meta = model_metadata(net)
+    written = []
+    for i, (src, dst) in enumerate(zip(files, outs)):
+        t0 = time.perf_counter()
+        loaded = load_image(src, keep_alpha=keep_alpha)
+        y = net.stylize(loaded.tensor, size=opts.size, content_scale=opts.content_scale,
+                        preserve_color=opts.preserve_color)
+        alpha = None
+        if loaded.alpha is not None:
+            alpha = resize_to(loaded.alpha, tuple(y.shape[-2:])).clamp(0, 1)
+        written.append(save_image(y, dst, overwrite=overwrite, metadata={**meta, "styletx.content": src.name},
+                                  alpha=alpha))
+        if callback is not None:
+            callback(FileDone(src, dst, i + 1, len(files), time.perf_counter() - t0))
+    return written
+
+
+# ---------------------------------------------------------------------------------------------------- training
+
+
+def _style_identity(style: Any, tensor: Tensor) -> Dict[str, str]:
+    if isinstance(style, (str, Path)):
+        p = Path(style)
+        return {"name": p.name, "sha256": file_sha256(p)}
+    data = (tensor.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes()
+    return {"name": getattr(style, "filename", None) or type(style).__name__, "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def train(
+    style: Any,
+    data: Union[str, Path, Sequence[Union[str, Path]]],
+    output: Union[str, Path, None] = None,
+    *,
+    options: Optional[TrainOptions] = None,
+    callback: Optional[Callable[[TrainProgress], None]] = None,
+    overwrite: bool = False,
+    **kwargs: Any,
+) -> TrainResult:
+    """Train a feed-forward network for ``style`` on the images under ``data`` and save it to ``output`` (.pth).
+
+    style: a path, PIL image, array or tensor (anything :func:`~styletx.load_image` takes). data: a folder
+    (searched recursively), a file, or a list of them. options: a :class:`TrainOptions`, or its fields as
+    keywords. The checkpoint is written every ``checkpoint_every`` steps and at the end (atomically);
+    ``resume`` continues a run (weights, Adam state, step). Previews (``preview_every``) are written next to the
+    checkpoint as ``NAME.preview-STEP.png``. Ctrl-C saves the checkpoint and returns with ``interrupted=True``.
+    """
+    if options is None:
+        opts: TrainOptions = build(TrainOptions, **kwargs)
+    else:
+        opts = options.with_(**kwargs) if kwargs else options.validated()
+    out = Path(output) if output is not None else None
+    resume = Path(opts.resume) if opts.resume else None
+    if out is not None:
+        if out.suffix.lower() not in (".pth", ".pt", ".ckpt"):
+            raise InputError(f"{out}: the checkpoint name should end in .pth")
+        if not out.parent.is_dir():
+            raise InputError(f"{out}: output folder {str(out.parent)!r} does not exist")
+        same_as_resume = resume is not None and out.exists() and out.resolve() == resume.resolve()
+        if out.exists() and not overwrite and not same_as_resume:
+            raise InputError(f"{out}: exists; use --overwrite (overwrite=True) to replace it, or --resume it")
+    sources = [data] if isinstance(data, (str, Path)) else list(data)
+    files = list_images(sources)
+    if not files:
+        raise InputError(f"data: no images found in {', '.join(str(s) for s in sources)}")
+    style_img = load_image(style).tensor
+    preview = None
+    if opts.preview_every and out is not None:
+        candidates = [Path(opts.preview_image)] if opts.preview_image else files
+        for src in candidates:
+            try:
+                preview = resize_longest(load_image(src).tensor, opts.size).clamp(0, 1)
+                break
+            except ImageError:
+                if opts.preview_image:
+                    raise
+    previews: List[Path] = []
+
+    def progress(p: TrainProgress) -> None:
+        if p.preview_image is not None and out is not None:
+            written = save_image(p.preview_image, out.with_name(f"{out.stem}.preview-{p.step:06d}.png"),
+                                 overwrite=True)
+            previews.append(written)
+            p = replace(p, preview=written)
+        if callback is not None:
+            callback(p)
+
+    meta = {"style": _style_identity(style, style_img),
+            "data": {"images": len(files), "sources": [str(s) for s in sources]}}
+    result = train_network(style_img, ImageCrops(files, opts.size, seed=opts.seed + _resume_step(resume)), opts,
+                           output=out, overwrite=overwrite, meta=meta, files=len(files), preview=preview,
+                           callback=progress)
+    result.previews = previews
+    return result
+
+
+def _resume_step(resume: Optional[Path]) -> int:
+    """The step a checkpoint to resume stopped at (it seeds the crops, so a resumed run sees new ones)."""
+    if resume is None:
+        return 0
+    return int((read_checkpoint(resume).get("training_state") or {}).get("step", 0))

@@ -1,8 +1,10 @@
 """The ``styletx`` command line: parses, calls the API, draws progress, maps errors to exit codes.
 
 Exit codes: 0 success, 1 internal error, 2 bad input or usage, 130 interrupted (the best image so far is saved).
-Option flags of ``run`` are generated from :class:`styletx.options.StylizeOptions`, so the CLI and the API
-share one set of defaults.
+Option flags are generated from the options dataclasses (:class:`~styletx.options.StylizeOptions` for ``run``,
+:class:`~styletx.options.ModelOptions` for ``run --model``, :class:`~styletx.options.TrainOptions` for
+``train``), so the CLI and the API share one set of defaults. The CLI owns its process: it alone may change
+process-wide state (:mod:`styletx.runtime`).
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import typing
 import warnings
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import click
 
 from ._version import __version__
-from .device import retain_freed_memory
 from .errors import InputError, StyletxError
-from .options import StylizeOptions, TrainOptions
+from .options import ModelOptions, StylizeOptions, TrainOptions
+from .runtime import retain_freed_memory
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -156,7 +158,23 @@ class ProgressBar:
 # ---------------------------------------------------------------- commands
 
 
-@click.group(context_settings=CONTEXT)
+class OneLineErrors(click.Group):
+    """The command group, with click's usage errors (three lines: usage, hint, error) as one line, exit 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            _fail("interrupted", 130)
+        except click.ClickException as e:
+            _fail(e.format_message().replace("\n", " "), e.exit_code)
+        return None
+
+
+@click.group(cls=OneLineErrors, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="styletx")
 @click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
 @click.pass_context
@@ -174,7 +192,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _check_output(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    from .image import check_output_path
+    from .io.image import check_output_path
 
     for src in inputs:
         if src.exists() and out.exists() and out.resolve() == src.resolve():
@@ -182,20 +200,78 @@ def _check_output(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
     check_output_path(out, overwrite=overwrite)
 
 
-@main.command(context_settings=CONTEXT)
+def _has_model(args: Sequence[str]) -> bool:
+    return any(a == "--model" or a.startswith("--model=") for a in args)
+
+
+class RunCommand(click.Command):
+    """``styletx run``: the optimisation engine, or with ``--model`` a trained network; each mode has its own
+    flags (and help), so an option that does not apply is refused by name."""
+
+    def __init__(self, *args: Any, model_command: click.Command, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.modes = {False: (self.params, self.callback, self.help),
+                      True: (model_command.params, model_command.callback, model_command.help)}
+
+    def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
+        self.params, self.callback, self.help = self.modes[_has_model(args)]
+        return super().parse_args(ctx, args)
+
+
+COMMON_RUN_OPTIONS = [
+    click.option("-o", "--output", type=click.Path(path_type=Path),
+                 help="Output file (default: next to the content); with several inputs, a folder (created)."),
+    click.option("--overwrite", is_flag=True, help="Replace the output file if it exists."),
+    click.option("--keep-alpha", is_flag=True, help="Put the content's transparency back on the output."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+]
+
+
+def _common_run_options(func: Callable) -> Callable:
+    for option in reversed(COMMON_RUN_OPTIONS):
+        func = option(func)
+    return func
+
+
+@click.command("run", context_settings=CONTEXT)
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: next to the content).")
-@click.option("--model", type=click.Path(path_type=Path), help="A trained transformer: stylise IMAGES in one pass.")
-@click.option("--overwrite", is_flag=True, help="Replace the output file if it exists.")
+@click.option("--model", required=True, type=click.Path(path_type=Path),
+              help="A trained model (.pth): stylise IMAGES in one pass each.")
+@_common_run_options
+@options_from(ModelOptions)
+@handle_errors
+def run_model(images: Tuple[Path, ...], model: Path, output: Optional[Path], overwrite: bool, keep_alpha: bool,
+              quiet: bool, **params: Any) -> None:
+    """Stylise CONTENT images (files or folders) with a trained MODEL.
+
+    \b
+    Example:
+      styletx run --model swirls.pth photo.jpg -o photo_swirls.png
+      styletx run --model swirls.pth photos/ -o stylised/
+    """
+    from .api import stylize_files
+
+    bar = ProgressBar(enabled=not quiet and len(images) > 1, unit="image")
+    try:
+        paths = stylize_files(model, list(images), output, overwrite=overwrite, keep_alpha=keep_alpha,
+                              callback=bar, **option_values(ModelOptions, params))
+    finally:
+        bar.close()
+    for p in paths:
+        click.echo(str(p))
+
+
+@main.command(cls=RunCommand, model_command=run_model, context_settings=CONTEXT)
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", type=click.Path(path_type=Path),
+              help="A trained model: stylise IMAGES in one pass (`styletx run --model M --help` lists its options).")
+@_common_run_options
 @click.option("--save-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also save the current image every N steps (OUT.stepN.png).")
-@click.option("--keep-alpha", is_flag=True, help="Put the content's transparency back on the output.")
-@click.option("--content-scale", type=float, help="With --model: scale the content by this factor first.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @options_from(StylizeOptions)
 @handle_errors
 def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path], overwrite: bool,
-        save_every: int, keep_alpha: bool, content_scale: Optional[float], quiet: bool, **params: Any) -> None:
+        save_every: int, keep_alpha: bool, quiet: bool, **params: Any) -> None:
     """Stylise CONTENT with STYLE (several styles are blended).
 
     \b
@@ -204,10 +280,9 @@ def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path],
       styletx run photo.jpg starry.jpg -o photo_starry.png --size 512 --iterations 300
     """
     from .api import stylize
-    from .image import default_output_path, save_image
+    from .io.files import default_output_path
+    from .io.image import save_image
 
-    if model is not None:
-        return _run_model(model, images, output, overwrite, keep_alpha, quiet, params, content_scale)
     if len(images) < 2:
         raise click.UsageError("give a CONTENT image and at least one STYLE image (or --model)")
     content, styles = images[0], list(images[1:])
@@ -237,41 +312,8 @@ def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path],
     for note in rec.notes:
         if "weight-free" not in note:  # the fallback warning was already shown
             click.echo(f"styletx: note: {note}", err=True)
-    click.echo(f"{path}  ({rec.steps} steps, {rec.seconds:.1f} s, {rec.device}, {rec.precision}, "
+    click.echo(f"{path}  ({rec.steps} steps, {rec.seconds:.1f} s, {rec.device}, {rec.precision_reason}, "
                f"backbone {rec.backbone.get('backbone', '?')})")
-
-
-def _run_model(model: Path, images: Sequence[Path], output: Optional[Path], overwrite: bool, keep_alpha: bool,
-               quiet: bool, params: Dict[str, Any], content_scale: Optional[float]) -> None:
-    from .transformer import run_model_cli
-
-    ctx = click.get_current_context()
-
-    def given(name: str) -> Any:  # only what the user typed: a model keeps the content's size by default
-        source = ctx.get_parameter_source(name)
-        return params.get(name) if source is not click.core.ParameterSource.DEFAULT else None
-
-    bar = ProgressBar(enabled=not quiet and len(images) > 1, unit="image")
-
-    def progress(done: Any) -> None:
-        bar(_Step(step=done.index + 1, total=done.total))
-
-    try:
-        paths = run_model_cli(model, list(images), output, overwrite=overwrite, keep_alpha=keep_alpha,
-                              size=given("size"), device=params.get("device"),
-                              preserve_color=params.get("preserve_color"), content_scale=content_scale,
-                              callback=progress)
-    finally:
-        bar.close()
-    for p in paths:
-        click.echo(str(p))
-
-
-class _Step:
-    """A minimal progress record (step of total) for :class:`ProgressBar`."""
-
-    def __init__(self, step: int, total: int) -> None:
-        self.step, self.total = step, total
 
 
 @main.command(context_settings=CONTEXT)
@@ -292,7 +334,7 @@ def train(style: Path, data: Tuple[Path, ...], output: Path, overwrite: bool, qu
       styletx train --style examples/swirls.jpg --data photos/ -o swirls.pth --steps 2000
       styletx run --model swirls.pth photo.jpg -o photo_swirls.png
     """
-    from .train import train as train_model
+    from .api import train as train_model
 
     bar = ProgressBar(enabled=not quiet)
     values = option_values(TrainOptions, params)
@@ -340,7 +382,7 @@ def weights(write_manifest: Optional[Path]) -> None:
     Example:
       styletx weights
     """
-    from .weights import search_dirs, weights_report, write_manifest as write
+    from .features.weights import search_dirs, weights_report, write_manifest as write
 
     if write_manifest:
         click.echo(str(write(write_manifest)))

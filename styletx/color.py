@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .errors import InputError
-from .image import resize_to
+from .tensors import resize_to
 
 __all__ = ["match_histogram", "transfer_luminance", "rgb_to_ycbcr", "ycbcr_to_rgb", "MATCH_METHODS"]
 

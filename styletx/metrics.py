@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import ImageError, InputError
-from .image import load_image, resize_longest, resize_to
+from .io.image import load_image
+from .tensors import resize_longest, resize_to
 
 __all__ = [
     "content_ssim",

@@ -19,6 +19,8 @@ POOLINGS = ("max", "avg")
 INITS = ("content", "noise")  # or a path to an image
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 PRECISIONS = ("auto", "fp32", "bf16")
+#: What runs a feed-forward network (styletx.engines.feedforward.backends).
+BACKENDS = ("auto", "torch", "torch.compile", "onnxruntime", "winograd")
 
 DEFAULT_CONTENT_LAYERS: Tuple[str, ...] = ("relu4_2",)
 DEFAULT_STYLE_LAYERS: Tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -77,7 +79,12 @@ def device_opt() -> Any:
 
 
 def precision_opt() -> Any:
-    return opt("auto", "bf16 autocast where the hardware has it natively (auto), bf16 always, or fp32.", choices=PRECISIONS)
+    return opt("auto", "Arithmetic: auto (bf16 only where a short probe measures it faster and unchanged; "
+               "$STYLETX_PRECISION forces one), fp32 or bf16.", choices=PRECISIONS)
+
+
+def preserve_color_opt() -> Any:
+    return opt("none", "Keep the content's colours.", choices=PRESERVE_COLOR)
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,7 @@ class StylizeOptions:
     pooling: str = pooling_opt()
     backbone: str = backbone_opt()
     weights: Optional[str] = weights_opt()
-    preserve_color: str = opt("none", "Keep the content's colours.", choices=PRESERVE_COLOR)
+    preserve_color: str = preserve_color_opt()
 
     def validated(self) -> "StylizeOptions":
         """Return self after checking every value; raises InputError naming the first bad option."""
@@ -137,6 +144,40 @@ class StylizeOptions:
     def with_(self, **changes: Any) -> "StylizeOptions":
         """A copy with some options changed (unknown names raise InputError)."""
         return replace(self, **_known(type(self), changes))
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Options of a run with a trained feed-forward model (``styletx run --model``, ``stylize(model=...)``)."""
+
+    size: Optional[int] = opt(None, "Longest side of the output in pixels (default: the content's own size).")
+    content_scale: Optional[float] = opt(None, "Scale the content by this factor first (instead of --size).")
+    preserve_color: str = preserve_color_opt()
+    batch_size: int = opt(4, "Images per forward pass (tensors of one size).")
+    backend: str = opt("auto", "What runs the network: auto (the fastest measured of torch and onnxruntime), "
+                       "torch, torch.compile, onnxruntime or winograd.", choices=BACKENDS)
+    device: str = device_opt()
+    precision: str = precision_opt()
+
+    def validated(self) -> "ModelOptions":
+        """Return self after checking every value; raises InputError naming the first bad option."""
+        if self.size is not None:
+            _positive_int("size", self.size, minimum=1)
+        if self.content_scale is not None:
+            _positive_float("content_scale", self.content_scale)
+            if self.content_scale > 16:
+                raise InputError(f"content_scale: expected a number in (0, 16], got {self.content_scale!r}")
+            if self.size is not None:
+                raise InputError("content_scale: give --size or --content-scale, not both")
+        _choice("preserve_color", self.preserve_color, PRESERVE_COLOR)
+        _positive_int("batch_size", self.batch_size)
+        _choice("backend", self.backend, BACKENDS)
+        _choice("precision", self.precision, PRECISIONS)
+        return self
+
+    def with_(self, **changes: Any) -> "ModelOptions":
+        """A copy with some options changed (unknown names raise InputError)."""
+        return replace(self, **_known(type(self), changes)).validated()
 
 
 def _validate_shared(opts: Any) -> None:

@@ -9,6 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+import styletx.device
+
 
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch, tmp_path_factory):
@@ -23,7 +25,24 @@ def _no_network(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
     monkeypatch.delenv("STYLETX_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("STYLETX_CACHE_DIR", str(tmp_path_factory.mktemp("styletx_cache")))
+    monkeypatch.delenv("STYLETX_PRECISION", raising=False)
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def speeds(monkeypatch):
+    """The probes' clock, forced: seconds per timed call by label. The default host has emulated bf16 (3x slower
+    than fp32) and eager torch faster than ONNX Runtime; a test sets ``speeds["bf16"] = 0.5`` (native bf16) or
+    ``speeds["onnxruntime"] = 0.5`` to force the other case. The probes still run the real networks (their
+    outputs are compared); only the timing is forced, so no test depends on the host's CPU features."""
+    table = {"fp32": 1.0, "bf16": 3.0, "torch": 1.0, "torch.compile": 1.0, "onnxruntime": 2.0, "winograd": 1.0}
+
+    def forced_time_call(fn, device, label=""):
+        fn()
+        return table[label]
+
+    monkeypatch.setattr(styletx.device, "time_call", forced_time_call)
+    return table
 
 
 def pytest_collection_modifyitems(config, items):

@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import make_image
 from styletx import __version__
 from styletx.cli import main
-from styletx.image import read_metadata
+from styletx.io.image import read_metadata
 from styletx.options import StylizeOptions, defaults
 
 FAST = ["--size", "32", "--iterations", "3", "--backbone", "random", "--scales", "1", "-q"]

@@ -8,7 +8,8 @@ import torch
 
 from styletx import color
 from styletx.errors import InputError
-from styletx.image import resize_to, to_tensor
+from styletx.io.image import to_tensor
+from styletx.tensors import resize_to
 
 _QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 

@@ -8,7 +8,7 @@ import torch
 
 from styletx.errors import InputError
 from styletx.export import export
-from styletx.transformer import load_transformer, new_transformer
+from styletx.engines.feedforward.model import load_transformer, new_transformer
 
 TOL = 1e-4  # fp32 in both; differences are summation order only
 

@@ -12,9 +12,10 @@ from torch.nn import functional as F
 from torchvision.models import vgg as tv_vgg
 
 from styletx import features as ft
-from styletx import weights as wts
+from styletx.features import weights as wts
 from styletx.errors import InputError, StyletxWarning, WeightsError
 from styletx.features import build_extractor, layer_names, resolve_backbone
+from styletx.features.random_net import BlurDown
 
 STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT = ("relu4_2",)
@@ -315,7 +316,7 @@ def test_auto_with_missing_explicit_path_raises(tmp_path):
 
 def test_random_backbone_pyramid_downsampling_is_smooth_and_sized_like_pooling():
     ex = build_extractor("random", ["relu1_1", "relu4_2", "relu5_1"])
-    blur = [m for m in ex.modules() if isinstance(m, ft.BlurDown)]
+    blur = [m for m in ex.modules() if isinstance(m, BlurDown)]
     assert blur, "the default random backbone reads an image pyramid"
     flat = torch.full((1, 3, 9, 11), 0.7)
     torch.testing.assert_close(blur[0](flat), torch.full((1, 3, 4, 5), 0.7))  # a flat image stays flat

@@ -10,7 +10,7 @@ from conftest import make_image
 
 from styletx import metrics
 from styletx.errors import InputError
-from styletx.image import to_tensor
+from styletx.io.image import to_tensor
 
 
 def _t(arr: np.ndarray) -> torch.Tensor:

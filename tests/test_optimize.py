@@ -11,8 +11,9 @@ from PIL import Image
 
 import styletx
 from styletx.errors import InputError, StyletxWarning
-from styletx.image import read_metadata
-from styletx.optimize import RunRecord, optimize_image, scale_sizes
+from styletx.io.image import read_metadata
+from styletx.engines.optimize import optimize_image, scale_sizes
+from styletx.results import RunRecord
 from styletx.options import StylizeOptions
 
 FAST = dict(size=32, iterations=8, backbone="random", device="cpu", scales=1)

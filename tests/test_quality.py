@@ -11,7 +11,8 @@ import pytest
 
 import styletx
 from styletx import metrics
-from styletx.image import load_image, resize_longest
+from styletx.io.image import load_image
+from styletx.tensors import resize_longest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

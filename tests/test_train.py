@@ -8,8 +8,8 @@ import torch
 from conftest import make_image
 from styletx.errors import InputError
 from styletx.options import TrainOptions, build
-from styletx.train import train
-from styletx.transformer import load_transformer
+from styletx.api import train
+from styletx.engines.feedforward.model import load_transformer
 
 FAST = dict(size=32, batch_size=2, backbone="random", arch="slim", learning_rate=1e-3, checkpoint_every=0)
 

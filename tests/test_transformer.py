@@ -10,18 +10,11 @@ from PIL import Image
 
 from conftest import make_image
 from styletx.errors import CheckpointError, InputError
-from styletx.transformer import (
-    ARCHITECTURES,
-    TransformerNet,
-    arch_config,
-    build_network,
-    inference_network,
-    load_transformer,
-    macs_per_pixel,
-    new_transformer,
-    pad_to_multiple,
-    stylize_files,
-)
+from styletx.api import stylize_files
+from styletx.engines.feedforward.model import load_transformer, new_transformer
+from styletx.engines.feedforward.net import ARCHITECTURES, TransformerNet, arch_config, build_network, macs_per_pixel
+from styletx.engines.feedforward.rewrites import inference_network
+from styletx.tensors import pad_to_multiple
 
 TINY = dict(channels=(8, 16, 32), res_blocks=1)
 
@@ -88,7 +81,7 @@ def test_batching_and_compile_prepare_do_not_change_the_output():
     x = torch.rand(5, 3, 24, 20)
     whole = tf.stylize(x, batch_size=5)
     assert torch.allclose(tf.stylize(x, batch_size=2), whole, atol=1e-6)
-    tf.compile(torch_compile=False)
+    tf.compile(backend="torch")
     assert torch.allclose(tf.stylize(x), whole, atol=1e-6)
 
 
@@ -98,7 +91,8 @@ def test_torch_compile_matches_eager():
     not_identity(tf.net)
     x = torch.rand(1, 3, 64, 64)
     eager = tf.stylize(x)
-    tf.compile(torch_compile=True)
+    tf.compile(backend="torch.compile")
+    assert tf.backend == "torch.compile"
     assert torch.allclose(tf.stylize(x), eager, atol=1e-4)
 
 
@@ -184,7 +178,7 @@ def test_slim_is_much_cheaper_per_pixel():
 
 
 def test_stylize_files_writes_with_metadata_and_never_clobbers(tmp_path):
-    from styletx.image import read_metadata
+    from styletx.io.image import read_metadata
 
     folder = tmp_path / "in"
     (folder / "sub").mkdir(parents=True)
@@ -197,9 +191,9 @@ def test_stylize_files_writes_with_metadata_and_never_clobbers(tmp_path):
     paths = stylize_files(model, [folder], out, callback=seen.append)
     assert [p.name for p in paths] == ["a_stylized.png", "b_stylized.png"]
     assert Image.open(paths[1]).size == (21, 17)
-    assert [s.index for s in seen] == [1, 2]
+    assert [(s.step, s.total) for s in seen] == [(1, 2), (2, 2)]
     meta = read_metadata(paths[0])
-    assert "slim" in meta["styletx.model"] and meta["styletx.engine"] == "transformer"
+    assert "slim" in meta["styletx.model"] and meta["styletx.engine"] == "feedforward"
     with pytest.raises(InputError, match="exists"):
         stylize_files(model, [folder], out)
     single = stylize_files(model, [folder / "a.png"], tmp_path / "one.jpg")
@@ -212,7 +206,7 @@ def test_api_stylize_with_model(tmp_path, content_image):
     model = new_transformer("slim", seed=0, device="cpu").save(tmp_path / "m.pth")
     result = api.stylize(content_image, model=model, output="tensor")
     assert result.image.shape == (1, 3, content_image.size[1], content_image.size[0])
-    assert result.metadata["styletx.engine"] == "transformer"
+    assert result.metadata["styletx.engine"] == "feedforward"
     with pytest.raises(InputError, match="iterations"):
         api.stylize(content_image, model=model, iterations=5)
 
@@ -223,7 +217,7 @@ def test_api_stylize_with_model(tmp_path, content_image):
 def test_pixel_shuffles_as_convs_are_exact():
     import torch.nn.functional as F
 
-    from styletx.transformer import DepthToSpaceConv, SpaceToDepthConv
+    from styletx.engines.feedforward.rewrites import DepthToSpaceConv, SpaceToDepthConv
 
     x = torch.rand(2, 3, 16, 24)
     assert torch.equal(SpaceToDepthConv(3, 4)(x), F.pixel_unshuffle(x, 4))
@@ -231,13 +225,8 @@ def test_pixel_shuffles_as_convs_are_exact():
     assert torch.equal(DepthToSpaceConv(3, 4)(y), F.pixel_shuffle(y, 4))
 
 
-def _needs_ort():
-    pytest.importorskip("onnxruntime")
-
-
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_onnxruntime_backend_matches_eager_at_any_size(arch, tmp_path):
-    _needs_ort()
     tf = new_transformer(arch, seed=0, device="cpu", precision="fp32", res_blocks=1)
     not_identity(tf.net)
     xs = [torch.rand(2, 3, 37, 53), torch.rand(1, 3, 5, 7), torch.rand(1, 3, 64, 48)]
@@ -253,39 +242,23 @@ def test_onnxruntime_backend_matches_eager_at_any_size(arch, tmp_path):
 
 
 def test_onnx_graph_is_cached_by_weights(tmp_path):
-    _needs_ort()
     a = new_transformer("standard", seed=0, device="cpu", precision="fp32", **TINY).compile(
         backend="onnxruntime", cache_dir=tmp_path)
     b = new_transformer("standard", seed=0, device="cpu", precision="fp32", **TINY).compile(
         backend="onnxruntime", cache_dir=tmp_path)
     graphs = sorted((tmp_path / "onnx").glob("*.onnx"))
-    assert len(graphs) == 1 and a._ort.path == b._ort.path == graphs[0]
-    session = a._ort
-    assert a.compile(backend="onnxruntime", cache_dir=tmp_path)._ort is session  # compile() again: reused
+    assert len(graphs) == 1 and a.backend_choice.run.path == b.backend_choice.run.path == graphs[0]
+    stamp = graphs[0].stat().st_mtime_ns
+    a.compile(backend="onnxruntime", cache_dir=tmp_path)  # compile() again: the graph is reused, not re-exported
+    assert graphs[0].stat().st_mtime_ns == stamp
     assert not [p for p in (tmp_path / "onnx").iterdir() if p.name.startswith(".")]  # no temporary files
     c = new_transformer("standard", seed=1, device="cpu", precision="fp32", **TINY).compile(
         backend="onnxruntime", cache_dir=tmp_path)
-    assert c._ort.path != a._ort.path  # other weights, other graph
+    assert c.backend_choice.run.path != a.backend_choice.run.path  # other weights, other graph
     x = torch.rand(1, 3, 24, 20)
     assert not torch.allclose(a.stylize(x), c.stylize(x))
     a.to("cpu")  # moving drops the prepared backend
     assert a.backend == "torch"
-
-
-def test_compile_auto_picks_onnxruntime_on_cpus_without_native_bf16(tmp_path, monkeypatch):
-    _needs_ort()
-    from styletx.transformer import fast_bf16
-
-    monkeypatch.setenv("STYLETX_CACHE_DIR", str(tmp_path))
-    tf = new_transformer("slim", seed=0, device="cpu", **TINY).compile()
-    expected = "torch" if fast_bf16(torch.device("cpu")) else "onnxruntime"
-    assert tf.backend == expected
-    if expected == "onnxruntime":
-        assert list((tmp_path / "onnx").glob("slim-*.onnx"))
-    # an explicit torch_compile choice keeps the torch backend
-    assert new_transformer("slim", seed=0, device="cpu", **TINY).compile(torch_compile=False).backend == "torch"
-    with pytest.raises(InputError, match="backend"):
-        tf.compile(backend="tensorrt")
 
 
 def test_slim_pads_small_inputs_to_its_minimum_size():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from styletx import weights as wts
+from styletx.features import weights as wts
 from styletx.errors import InputError, WeightsError
 
 VGG19 = wts.known_file("vgg19")

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 import styletx
-from styletx import winograd as W
-from styletx.device import retain_freed_memory
+from styletx.engines.feedforward import winograd as W
+from styletx.runtime import retain_freed_memory
 from styletx.errors import InputError
-from styletx.transformer import build_network
-from styletx.winograd_net import WinogradNet, supports
+from styletx.engines.feedforward.net import build_network
+from styletx.engines.feedforward.winograd_net import WinogradNet, supports
 
 
 def nhwc(x):
@@ -125,7 +125,7 @@ def test_compiled_winograd_backend_matches_eager():
     x = torch.rand(1, 3, 37, 45)
     eager = tf.stylize(x)
     tf.compile(backend="winograd")
-    assert tf.backend == "winograd" and tf.describe()["compiled"]
+    assert tf.backend == "winograd" and tf.describe()["precision"] == "fp32"
     with warnings.catch_warnings():
         warnings.simplefilter("error", styletx.StyletxWarning)  # no fallback to eager
         y = tf.stylize(x)
@@ -147,11 +147,12 @@ def test_transformer_runs_unbuilt_sizes_eagerly_once_the_limit_is_reached():
     x = torch.rand(1, 3, 21, 30)
     eager = tf.stylize(x)
     tf.compile(backend="winograd")
-    tf._winograd.shapes.update((1, 3, 100 + 4 * i, 100) for i in range(WinogradNet.MAX_SHAPES))
+    built = tf.backend_choice.run.winograd
+    built.shapes.update((1, 3, 100 + 4 * i, 100) for i in range(WinogradNet.MAX_SHAPES))
     with warnings.catch_warnings():
         warnings.simplefilter("error", styletx.StyletxWarning)
         y = tf.stylize(x)  # a fifth size: no build, the eager path
-    assert len(tf._winograd.shapes) == WinogradNet.MAX_SHAPES
+    assert len(built.shapes) == WinogradNet.MAX_SHAPES and tf.backend == "winograd"
     assert torch.allclose(y, eager, atol=1e-6)
 
 

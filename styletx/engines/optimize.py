@@ -10,68 +10,42 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from . import device as devices
-from .image import resize_longest, resize_to
-from .losses import LossTerms, gram_matrix, normalised_layer_weights, target_scaled_weights, total_loss
-from .options import StylizeOptions
+from .. import device as devices
+from ..losses import LossTerms, gram_matrix, normalised_layer_weights, target_scaled_weights, total_loss
+from ..options import StylizeOptions
+from ..results import Iterate, RunRecord
+from ..tensors import resize_longest, resize_to
 
-__all__ = ["Iterate", "RunRecord", "scale_sizes", "optimize_image"]
+__all__ = ["scale_sizes", "optimize_image", "choose_precision_for", "PROBE_SIZE"]
 
 MIN_AUTO_SCALE = 256  # px: the smallest scale that auto multi-scale goes down to
 MAX_NONFINITE_RESTORES = 3
+#: px: side of the random image the precision probe runs the extractor on (forward + backward)
+PROBE_SIZE = 128
 
 
-@dataclass
-class Iterate:
-    """What a progress callback receives after every step.
+def choose_precision_for(extractor: torch.nn.Module, precision: str, device: torch.device) -> devices.PrecisionChoice:
+    """The precision policy (:func:`styletx.device.choose_precision`) for an optimisation with ``extractor``:
+    the probe is one forward and backward pass of it on a PROBE_SIZE px image; its output, the gradient
+    that moves the pixels, is what bf16 must leave unchanged."""
+    x = torch.rand(1, 3, PROBE_SIZE, PROBE_SIZE, generator=torch.Generator().manual_seed(0)).to(device)
 
-    ``image`` is the current (1, 3, H, W) image in [0, 1] (a live tensor: clone it to keep it);
-    ``elapsed`` is in seconds since the run started, ``memory_mb`` is the peak memory in MiB.
-    """
+    def probe(bf16: bool) -> Tensor:
+        pixels = x.clone().requires_grad_(True)
+        with devices.autocast(bf16, device):
+            feats = extractor(pixels.contiguous(memory_format=torch.channels_last))
+        loss = sum(gram_matrix(f).square().sum() + f.float().square().mean() for f in feats.values())
+        (grad,) = torch.autograd.grad(loss, pixels)
+        return grad
 
-    step: int
-    total: int
-    scale: int
-    scales: int
-    size: int
-    losses: Dict[str, float]
-    elapsed: float
-    memory_mb: float
-    image: Tensor
-
-
-@dataclass
-class RunRecord:
-    """A record of one run: losses per step, timings, device, backbone, options and events."""
-
-    device: str = ""
-    precision: str = "fp32"
-    backbone: Dict[str, str] = field(default_factory=dict)
-    options: Dict[str, object] = field(default_factory=dict)
-    sizes: List[int] = field(default_factory=list)
-    losses: List[Dict[str, float]] = field(default_factory=list)
-    best_loss: float = math.inf
-    seconds: float = 0.0
-    interrupted: bool = False
-    notes: List[str] = field(default_factory=list)
-
-    @property
-    def steps(self) -> int:
-        """Number of optimiser steps taken, over all scales."""
-        return len(self.losses)
-
-    def to_dict(self) -> Dict[str, object]:
-        """A JSON-friendly copy (what goes into the output image's metadata, without the per-step losses)."""
-        out = asdict(self)
-        out.pop("losses")
-        out["steps"] = self.steps
-        return out
+    description = getattr(extractor, "description", {})
+    workload = f"optimize {description.get('backbone', type(extractor).__name__)} {description.get('pooling', '')}"
+    return devices.choose_precision(precision, device, workload=workload.strip(), probe=probe)
 
 
 def scale_sizes(size: int, scales: int) -> List[int]:
@@ -134,7 +108,7 @@ def optimize_image(
     init_image: Optional[Tensor] = None,
     callback: Optional[Callable[[Iterate], None]] = None,
     record: Optional[RunRecord] = None,
-) -> tuple:
+) -> Tuple[Tensor, RunRecord]:
     """Optimise an image with the content of ``content`` and the style of ``styles``.
 
     content: (1, 3, H, W) in [0, 1], any size (resized so its longest side is ``options.size``);
@@ -146,8 +120,9 @@ def optimize_image(
     options = options.validated()
     record = record or RunRecord()
     device = next((b.device for b in extractor.buffers()), None) or next(extractor.parameters()).device
-    bf16 = devices.use_bf16(options.precision, device)
-    record.device, record.precision = str(device), "bf16" if bf16 else "fp32"
+    choice = choose_precision_for(extractor, options.precision, device)
+    bf16 = choice.bf16
+    record.device, record.precision, record.precision_reason = str(device), choice.name, choice.describe()
     record.sizes = scale_sizes(options.size, options.scales)
     style_layer_weights = normalised_layer_weights(options.style_layers, options.style_layer_weights)
     content_layer_weights = normalised_layer_weights(options.content_layers, None)

@@ -1,4 +1,4 @@
-"""Image input and output: anything image-like in, float32 (1, 3, H, W) sRGB tensors in [0, 1] out, and back to files.
+"""Image files in and out: anything image-like in, float32 (1, 3, H, W) sRGB tensors in [0, 1] out, and back to files.
 
 Loading applies EXIF orientation, converts every Pillow mode (palette, grayscale, 16-bit, CMYK, alpha) to RGB,
 converts an embedded ICC profile to sRGB and refuses decompression bombs before decoding. Saving is atomic
@@ -12,7 +12,6 @@ import functools
 import io
 import json
 import os
-import secrets
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,10 +20,11 @@ from typing import Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import ExifTags, Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from .errors import ImageError, InputError, StyletxWarning
+from ..atomic import atomic_open, one_line as _one_line
+from ..errors import ImageError, InputError, StyletxWarning
+from ..tensors import resize_to, to_pil
 
 __all__ = [
     "MAX_PIXELS",
@@ -34,11 +34,8 @@ __all__ = [
     "load_image",
     "to_tensor",
     "to_pil",
-    "resize_longest",
-    "resize_to",
     "save_image",
     "read_metadata",
-    "default_output_path",
 ]
 
 #: Largest image (width * height) :func:`load_image` decodes unless told otherwise: 100 megapixels.
@@ -149,23 +146,6 @@ def load_image(
 def to_tensor(img: ImageSource | LoadedImage) -> torch.Tensor:
     """Any source :func:`load_image` accepts -> (1, 3, H, W) float32 in [0, 1] (alpha composited on white)."""
     return load_image(img).tensor
-
-
-def to_pil(t: torch.Tensor) -> Image.Image:
-    """(1, 3, H, W) or (3, H, W) tensor in [0, 1] -> PIL RGB image (clamped, rounded to 8 bits; NaN -> 0)."""
-    if not isinstance(t, torch.Tensor):
-        raise InputError(f"to_pil: expected a torch tensor, got {type(t).__name__}")
-    x = t.detach()
-    if x.ndim == 4:
-        if x.shape[0] != 1:
-            raise InputError(f"to_pil: expected one image (1, 3, H, W), got a batch of shape {tuple(x.shape)}")
-        x = x[0]
-    if x.ndim != 3 or x.shape[0] not in (1, 3):
-        raise InputError(f"to_pil: expected shape (1, 3, H, W) or (3, H, W), got {tuple(t.shape)}")
-    if x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    x = x.to("cpu", torch.float32).nan_to_num(0.0).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
-    return Image.fromarray(x.permute(1, 2, 0).contiguous().numpy())
 
 
 def _load_file(path: Path, name: str, max_pixels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -363,49 +343,6 @@ def _background(background: tuple[float, float, float]) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1)
 
 
-# -------------------------------------------------------------------------------------------------- resizing
-
-
-def resize_to(t: torch.Tensor, size: tuple[int, int], *, mode: str = "bicubic") -> torch.Tensor:
-    """(N, C, H, W) -> (N, C, h, w) for ``size`` = (h, w); antialiased bicubic (or bilinear), clamped to [0, 1].
-
-    Returned unchanged when already that size.
-    """
-    _check_batch(t, "resize_to")
-    if mode not in ("bicubic", "bilinear"):
-        raise InputError(f"resize_to: mode must be 'bicubic' or 'bilinear', got {mode!r}")
-    try:
-        h, w = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise InputError(f"resize_to: size must be (height, width), got {size!r}") from None
-    if h < 1 or w < 1:
-        raise InputError(f"resize_to: size must be positive, got {(h, w)}")
-    if (h, w) == tuple(t.shape[-2:]):
-        return t
-    x = t if t.dtype in (torch.float32, torch.float64) else t.float()
-    out = F.interpolate(x, size=(h, w), mode=mode, align_corners=False, antialias=True)
-    return out.clamp_(0.0, 1.0).to(t.dtype)
-
-
-def resize_longest(t: torch.Tensor, longest: int, *, mode: str = "bicubic") -> torch.Tensor:
-    """(N, C, H, W) -> (N, C, h, w) with max(h, w) == ``longest`` pixels, aspect kept; antialiased, in [0, 1]."""
-    _check_batch(t, "resize_longest")
-    if int(longest) < 1:
-        raise InputError(f"resize_longest: longest must be at least 1 pixel, got {longest!r}")
-    height, width = int(t.shape[-2]), int(t.shape[-1])
-    scale = int(longest) / max(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return resize_to(t, size, mode=mode)
-
-
-def _check_batch(t: torch.Tensor, what: str) -> None:
-    if not isinstance(t, torch.Tensor) or t.ndim != 4:
-        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-        raise InputError(f"{what}: expected a (N, C, H, W) tensor, got {shape}")
-    if not (t.dtype.is_floating_point):
-        raise InputError(f"{what}: expected a floating-point tensor in [0, 1], got {t.dtype}")
-
-
 # ---------------------------------------------------------------------------------------------------- saving
 
 
@@ -432,7 +369,15 @@ def save_image(
     meta = _check_metadata(metadata)
     pil = _output_pil(image, alpha, fmt, name)
     params = _save_params(fmt, meta)
-    _atomic_write(pil, path, fmt, params, overwrite=overwrite, name=name)
+    try:
+        with atomic_open(path, overwrite=overwrite) as f:
+            pil.save(f, format=fmt, **params)
+    except ImageError:
+        raise
+    except InputError as e:  # the writer's one-line message (folder, clobbering, disk full), as an image error
+        raise ImageError(str(e)) from None
+    except ValueError as e:
+        raise ImageError(f"{name}: cannot write image ({_one_line(e)})") from e
     return path
 
 
@@ -547,52 +492,6 @@ def _save_params(fmt: str, meta: dict[str, str]) -> dict:
     return params
 
 
-def _atomic_write(pil: Image.Image, path: Path, fmt: str, params: dict, *, overwrite: bool, name: str) -> None:
-    """Encode into a hidden temporary file next to ``path``, fsync, then move it into place; clean up on failure."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)  # 0o666 & ~umask, like any new file
-            break
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise ImageError(f"{name}: cannot write in {str(path.parent)!r} ({_one_line(e)})") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pil.save(f, format=fmt, **params)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _move_no_clobber(tmp, path, name)
-    except (OSError, ValueError) as e:
-        if isinstance(e, InputError):
-            raise
-        raise ImageError(f"{name}: cannot write image ({_one_line(e)})") from e
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-
-
-def _move_no_clobber(tmp: Path, path: Path, name: str) -> None:
-    """Move ``tmp`` to ``path`` unless ``path`` exists, atomically where hard links work (else check, then replace)."""
-    try:
-        os.link(tmp, path)  # fails if path appeared since the check; tmp is removed by the caller
-        return
-    except FileExistsError:
-        raise ImageError(f"{name}: exists; use --overwrite (overwrite=True) to replace it") from None
-    except OSError:
-        pass  # file system without hard links
-    if os.path.lexists(path):
-        raise ImageError(f"{name}: exists; use --overwrite (overwrite=True) to replace it")
-    os.replace(tmp, path)
-
-
 # -------------------------------------------------------------------------------------------------- metadata
 
 
@@ -637,25 +536,3 @@ def _parse_payload(raw: object) -> dict[str, str]:
     if not isinstance(data, dict) or not isinstance(data.get(_META_KEY), dict):
         return {}
     return {str(k): str(v) for k, v in data[_META_KEY].items()}
-
-
-# ---------------------------------------------------------------------------------------------------- naming
-
-
-def default_output_path(content: str | os.PathLike, *, tag: str = "stylized", ext: str = ".png") -> Path:
-    """A path next to ``content`` that does not exist yet: <stem>_<tag><ext>, then <stem>_<tag>-2<ext>, -3, ..."""
-    content = Path(content)
-    ext = ext if ext.startswith(".") else "." + ext
-    _save_format(content.with_suffix(ext))
-    stem = f"{content.stem}_{tag}" if tag else content.stem
-    candidate = content.with_name(stem + ext)
-    n = 2
-    while os.path.lexists(candidate):
-        candidate = content.with_name(f"{stem}-{n}{ext}")
-        n += 1
-    return candidate
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= 200 else text[:197] + "..."

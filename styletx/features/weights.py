@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 PathLike = Union[str, "os.PathLike[str]"]
 

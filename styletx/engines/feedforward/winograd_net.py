@@ -30,7 +30,7 @@ _BLOCK = 4
 
 
 def supports(net: "torch.nn.Module") -> bool:
-    """Whether ``net`` (a :class:`styletx.transformer.TransformerNet`) has the layout this rewrite handles:
+    """Whether ``net`` (a :class:`~.net.TransformerNet`) has the layout this rewrite handles:
     full convolutions in the residual blocks, no pixel-unshuffle stem, 3x3 upsample convs and a 9x9 output conv."""
     cfg = getattr(net, "config", None)
     return (
@@ -105,7 +105,7 @@ def out_stage(y: Tensor, u: Tensor, bias: Tensor, scale: float) -> Tensor:
 
 
 class WinogradNet:
-    """Inference-only form of a standard :class:`~styletx.transformer.TransformerNet` on the CPU.
+    """Inference-only form of a standard :class:`~styletx.engines.feedforward.net.TransformerNet` on the CPU.
 
     ``__call__``: (N, 3, H, W) float32 input padded as the network's ``body`` expects (sides multiples of 4,
     >= 16) -> (N, 3, H, W) float32, unclamped. ``compiled=False`` runs the same functions eagerly (slower than

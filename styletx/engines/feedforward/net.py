@@ -1,0 +1,279 @@
+"""The feed-forward style networks (Johnson et al. 2016): architectures, layers, building one.
+
+Two architectures, chosen by name:
+
+* ``standard``: 9x9 conv in, two stride-2 convs (32, 64, 128 channels), five residual blocks at 128 channels,
+  two nearest-upsample-then-3x3-conv layers, 9x9 conv out; instance norm and reflection padding throughout.
+  Its parameter names follow the pytorch/examples ``fast_neural_style`` layout, so their published
+  checkpoints load unchanged (see :mod:`.checkpoint`).
+* ``slim``: for CPUs and video: a 4x pixel-unshuffle stem (3 -> 48 channels at 1/4 resolution), half the
+  channels (16, 32, 64), depthwise-separable residual blocks, 3x3 convs in and out, a 4x pixel shuffle back.
+  About 87x fewer multiply-adds per pixel than ``standard``; see docs/transformer.md for its measured cost
+  and quality.
+
+Every network takes (N, 3, H, W) float in [0, 1] and returns (N, 3, H, W) in about [0, 1] (unclamped, so
+training keeps its gradients); any H and W: the input is reflection-padded to a multiple of 4 x unshuffle (and
+to at least 16 px, 32 for ``slim``) on the bottom/right and the output cropped back, so pixels never move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...errors import CheckpointError, InputError
+from ...tensors import pad_to_multiple
+
+__all__ = ["ArchConfig", "ARCHITECTURES", "arch_config", "TransformerNet", "build_network", "macs_per_pixel"]
+
+#: Instance-norm epsilon (PyTorch's default, as in pytorch/examples).
+_EPS = 1e-5
+
+
+# --------------------------------------------------------------------------------------------- architectures
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Shape of a transformer network. ``value_range`` is the pixel scale the weights expect (255 for
+    pytorch/examples checkpoints); the network itself always takes and returns [0, 1]. ``input_skip``: the
+    network's output is its input plus what the layers compute, with the last conv initialised to zero, so an
+    untrained network is the identity and training only has to learn the change (checkpoints saved without
+    the field load with it off)."""
+
+    name: str = "standard"
+    channels: Tuple[int, int, int] = (32, 64, 128)
+    res_blocks: int = 5
+    separable: bool = False
+    kernel_in: int = 9
+    kernel_out: int = 9
+    value_range: float = 1.0
+    unshuffle: int = 1
+    input_skip: bool = False
+
+    def validated(self) -> "ArchConfig":
+        if len(self.channels) != 3 or any((not isinstance(c, int)) or c < 1 for c in self.channels):
+            raise InputError(f"arch channels: expected three positive integers, got {self.channels!r}")
+        if not isinstance(self.res_blocks, int) or self.res_blocks < 0:
+            raise InputError(f"arch res_blocks: expected an integer >= 0, got {self.res_blocks!r}")
+        for name in ("kernel_in", "kernel_out"):
+            k = getattr(self, name)
+            if not isinstance(k, int) or k < 1 or k % 2 == 0:
+                raise InputError(f"arch {name}: expected an odd positive integer, got {k!r}")
+        if not isinstance(self.unshuffle, int) or self.unshuffle < 1:
+            raise InputError(f"arch unshuffle: expected an integer >= 1, got {self.unshuffle!r}")
+        if not (self.value_range > 0):
+            raise InputError(f"arch value_range: expected a number > 0, got {self.value_range!r}")
+        return self
+
+    def as_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ArchConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CheckpointError(f"unknown architecture option(s) in checkpoint: {', '.join(unknown)}")
+        values = dict(d)
+        if "channels" in values:
+            values["channels"] = tuple(int(c) for c in values["channels"])
+        return cls(**values).validated()
+
+
+ARCHITECTURES: Dict[str, ArchConfig] = {
+    "standard": ArchConfig("standard"),
+    "slim": ArchConfig(
+        "slim", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
+        input_skip=True,
+    ),
+}
+
+
+def arch_config(arch: Union[str, ArchConfig], **overrides: Any) -> ArchConfig:
+    """The :class:`ArchConfig` of a named architecture (``standard`` or ``slim``), with options overridden."""
+    if isinstance(arch, ArchConfig):
+        base = arch
+    else:
+        if arch not in ARCHITECTURES:
+            raise InputError(f"arch: expected one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+        base = ARCHITECTURES[arch]
+    if overrides:
+        known = {f.name for f in fields(ArchConfig)} - {"name"}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise InputError(f"unknown architecture option(s): {', '.join(unknown)}")
+        if "channels" in overrides:
+            overrides["channels"] = tuple(overrides["channels"])
+        base = replace(base, **overrides)
+    return base.validated()
+
+
+# ------------------------------------------------------------------------------------------------- layers
+
+
+class ConvLayer(nn.Module):
+    """Reflection padding (k // 2) then a k x k convolution. Parameters: ``conv2d.weight``, ``conv2d.bias``."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1) -> None:
+        super().__init__()
+        self.pad = kernel // 2
+        self.conv2d = nn.Conv2d(cin, cout, kernel, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pad:
+            x = F.pad(x, (self.pad,) * 4, mode="reflect")
+        return self.conv2d(x)
+
+
+class SeparableConvLayer(nn.Module):
+    """Reflection padding, a depthwise k x k conv, then a pointwise 1x1 conv (``depthwise.*``, ``pointwise.*``)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.pad = kernel // 2
+        self.depthwise = nn.Conv2d(cin, cin, kernel, groups=cin, bias=False)
+        self.pointwise = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pad:
+            x = F.pad(x, (self.pad,) * 4, mode="reflect")
+        return self.pointwise(self.depthwise(x))
+
+
+class ResidualBlock(nn.Module):
+    """x + IN(conv(relu(IN(conv(x))))) (He et al. 2016 with instance norm): ``conv1 in1 conv2 in2``."""
+
+    def __init__(self, channels: int, *, separable: bool = False) -> None:
+        super().__init__()
+        make = (lambda: SeparableConvLayer(channels, channels, 3)) if separable else (
+            lambda: ConvLayer(channels, channels, 3)
+        )
+        self.conv1 = make()
+        self.in1 = nn.InstanceNorm2d(channels, affine=True, eps=_EPS)
+        self.conv2 = make()
+        self.in2 = nn.InstanceNorm2d(channels, affine=True, eps=_EPS)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.relu(self.in1(self.conv1(x)))
+        return x + self.in2(self.conv2(y))
+
+
+class UpsampleConvLayer(nn.Module):
+    """Nearest-neighbour 2x upsampling, then reflection padding and a k x k conv (no transposed conv, so no
+    checkerboard artefacts). Parameters: ``conv2d.weight``, ``conv2d.bias``."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.pad = kernel // 2
+        self.conv2d = nn.Conv2d(cin, cout, kernel)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        if self.pad:
+            x = F.pad(x, (self.pad,) * 4, mode="reflect")
+        return self.conv2d(x)
+
+
+class TransformerNet(nn.Module):
+    """The image transformation network. ``forward``: (N, 3, H, W) in [0, 1] -> (N, 3, H, W) about [0, 1].
+
+    Module names (``conv1 in1 conv2 in2 conv3 in3 res1.. deconv1 in4 deconv2 in5 deconv3``) match the
+    pytorch/examples layout.
+    """
+
+    #: Inputs are padded to a multiple of this (two stride-2 stages) ...
+    MULTIPLE = 4
+    #: ... and to at least this many pixels per side, so every reflection pad has room.
+    MIN_SIZE = 16
+
+    def __init__(self, config: ArchConfig) -> None:
+        super().__init__()
+        config = config.validated()
+        self.config = config
+        c1, c2, c3 = config.channels
+        r2 = config.unshuffle**2
+        self.conv1 = ConvLayer(3 * r2, c1, config.kernel_in)
+        self.in1 = nn.InstanceNorm2d(c1, affine=True, eps=_EPS)
+        self.conv2 = ConvLayer(c1, c2, 3, stride=2)
+        self.in2 = nn.InstanceNorm2d(c2, affine=True, eps=_EPS)
+        self.conv3 = ConvLayer(c2, c3, 3, stride=2)
+        self.in3 = nn.InstanceNorm2d(c3, affine=True, eps=_EPS)
+        for i in range(config.res_blocks):
+            self.add_module(f"res{i + 1}", ResidualBlock(c3, separable=config.separable))
+        self.deconv1 = UpsampleConvLayer(c3, c2, 3)
+        self.in4 = nn.InstanceNorm2d(c2, affine=True, eps=_EPS)
+        self.deconv2 = UpsampleConvLayer(c2, c1, 3)
+        self.in5 = nn.InstanceNorm2d(c1, affine=True, eps=_EPS)
+        self.deconv3 = ConvLayer(c1, 3 * r2, config.kernel_out)
+        self.input_skip = bool(config.input_skip)
+        if self.input_skip:  # start as the identity: output = input + 0
+            nn.init.zeros_(self.deconv3.conv2d.weight)
+            nn.init.zeros_(self.deconv3.conv2d.bias)
+        self.value_range = float(config.value_range)
+        self.unshuffle = int(config.unshuffle)
+        self.multiple = self.MULTIPLE * self.unshuffle
+        #: smallest side the body accepts: every reflection pad needs >= 2 px at the deepest stage
+        self.min_size = max(self.MIN_SIZE, 2 * self.multiple)
+
+    def res_blocks(self) -> List[nn.Module]:
+        return [getattr(self, f"res{i + 1}") for i in range(self.config.res_blocks)]
+
+    def body(self, x: Tensor) -> Tensor:
+        """The network on an input whose sides are multiples of ``self.multiple`` and >= 16, in its value range."""
+        x_in = x
+        if self.unshuffle > 1:
+            x = self.space_to_depth(x) if hasattr(self, "space_to_depth") else F.pixel_unshuffle(x, self.unshuffle)
+        y = F.relu(self.in1(self.conv1(x)))
+        y = F.relu(self.in2(self.conv2(y)))
+        y = F.relu(self.in3(self.conv3(y)))
+        for block in self.res_blocks():
+            y = block(y)
+        y = F.relu(self.in4(self.deconv1(y)))
+        y = F.relu(self.in5(self.deconv2(y)))
+        y = self.deconv3(y)
+        if self.unshuffle > 1:
+            y = self.depth_to_space(y) if hasattr(self, "depth_to_space") else F.pixel_shuffle(y, self.unshuffle)
+        return y + x_in if self.input_skip else y
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        x, (ph, pw) = pad_to_multiple(x, self.multiple, self.min_size)
+        if self.value_range != 1.0:
+            x = x * self.value_range
+        y = self.body(x)
+        if self.value_range != 1.0:
+            y = y * (1.0 / self.value_range)
+        if ph or pw:
+            y = y[..., :h, :w]
+        return y
+
+
+def build_network(arch: Union[str, ArchConfig] = "standard", *, seed: Optional[int] = 0, **options: Any) -> TransformerNet:
+    """A freshly initialised :class:`TransformerNet` (PyTorch's default init, seeded when ``seed`` is given)."""
+    config = arch_config(arch, **options)
+    if seed is None:
+        return TransformerNet(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TransformerNet(config)
+
+
+def macs_per_pixel(config: Union[str, ArchConfig]) -> float:
+    """Multiply-adds per output pixel of the network (convolutions only; norms and pads are memory-bound)."""
+    cfg = arch_config(config)
+    c1, c2, c3 = cfg.channels
+    r2 = cfg.unshuffle**2
+    m = cfg.kernel_in**2 * 3 * r2 * c1
+    m += 9 * c1 * c2 / 4 + 9 * c2 * c3 / 16
+    per_conv = (9 * c3 + c3 * c3) if cfg.separable else 9 * c3 * c3
+    m += 2 * cfg.res_blocks * per_conv / 16
+    m += 9 * c3 * c2 / 4 + 9 * c2 * c1
+    m += cfg.kernel_out**2 * c1 * 3 * r2
+    return float(m) / r2
