@@ -20,9 +20,16 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import click
+from tqdm.auto import tqdm
 
 from ._version import __version__
+from .api import stylize, stylize_files, train as train_model
 from .errors import InputError, StyletxError
+from .export import export as export_model
+from .features.weights import search_dirs, weights_report, write_manifest as write
+from .io.files import default_output_path
+from .io.image import check_output_path, save_image
+from .metrics import score as compute
 from .options import ModelOptions, StylizeOptions, TrainOptions
 from .runtime import retain_freed_memory
 
@@ -141,8 +148,6 @@ class ProgressBar:
         if not self.enabled:
             return
         if self.bar is None:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=it.total, unit=self.unit, dynamic_ncols=True, file=sys.stderr)
         losses = getattr(it, "losses", {})
         self.bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
@@ -192,8 +197,6 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _check_output(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    from .io.image import check_output_path
-
     for src in inputs:
         if src.exists() and out.exists() and out.resolve() == src.resolve():
             raise InputError(f"{out}: the output would overwrite an input image")
@@ -249,8 +252,6 @@ def run_model(images: Tuple[Path, ...], model: Path, output: Optional[Path], ove
       styletx run --model swirls.pth photo.jpg -o photo_swirls.png
       styletx run --model swirls.pth photos/ -o stylised/
     """
-    from .api import stylize_files
-
     bar = ProgressBar(enabled=not quiet and len(images) > 1, unit="image")
     try:
         paths = stylize_files(model, list(images), output, overwrite=overwrite, keep_alpha=keep_alpha,
@@ -279,10 +280,6 @@ def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path],
     Example:
       styletx run photo.jpg starry.jpg -o photo_starry.png --size 512 --iterations 300
     """
-    from .api import stylize
-    from .io.files import default_output_path
-    from .io.image import save_image
-
     if len(images) < 2:
         raise click.UsageError("give a CONTENT image and at least one STYLE image (or --model)")
     content, styles = images[0], list(images[1:])
@@ -334,8 +331,6 @@ def train(style: Path, data: Tuple[Path, ...], output: Path, overwrite: bool, qu
       styletx train --style examples/swirls.jpg --data photos/ -o swirls.pth --steps 2000
       styletx run --model swirls.pth photo.jpg -o photo_swirls.png
     """
-    from .api import train as train_model
-
     bar = ProgressBar(enabled=not quiet)
     values = option_values(TrainOptions, params)
     if str(values.get("weights")).lower() == "none":
@@ -367,25 +362,22 @@ def export(model: Path, output: Path, overwrite: bool) -> None:
     Example:
       styletx export swirls.pth -o swirls.onnx
     """
-    from .export import export as export_model
-
     click.echo(str(export_model(model, output, overwrite=overwrite)))
 
 
 @main.command(context_settings=CONTEXT)
 @click.option("--write-manifest", type=click.Path(path_type=Path), help="Write the manifest of known files here.")
+@click.option("--overwrite", is_flag=True, help="Replace the manifest file if it exists.")
 @handle_errors
-def weights(write_manifest: Optional[Path]) -> None:
+def weights(write_manifest: Optional[Path], overwrite: bool) -> None:
     """Show which weight files are found where, and which are missing (with their URL and sha256).
 
     \b
     Example:
       styletx weights
     """
-    from .features.weights import search_dirs, weights_report, write_manifest as write
-
     if write_manifest:
-        click.echo(str(write(write_manifest)))
+        click.echo(str(write(write_manifest, overwrite=overwrite)))
         return
     for entry in weights_report():
         where = entry["path"] if entry["status"] == "found" else entry["status"]
@@ -412,8 +404,6 @@ def score(output: Path, content: Path, style: Path, as_json: bool) -> None:
     Example:
       styletx score out.png --content photo.jpg --style starry.jpg --json
     """
-    from .metrics import score as compute
-
     scores = compute(output, content, style)
     if as_json:
         click.echo(json.dumps(scores, sort_keys=True))

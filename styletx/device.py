@@ -44,7 +44,7 @@ SPEED_MARGIN = 0.9
 #: ... and its probe output must stay within this relative L2 distance of fp32's.
 MAX_RELATIVE_ERROR = 0.05
 #: Timed calls of each precision after the warm-up call (interleaved; the medians are compared).
-PROBE_REPEATS = 3
+PROBE_REPEATS = 2
 
 
 def pick_device(name: Union[str, torch.device, None] = "auto") -> torch.device:

@@ -24,6 +24,7 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.metrics import structural_similarity
 from torch import Tensor
 
 from .errors import ImageError, InputError
@@ -103,8 +104,6 @@ def content_ssim(output: Any, content: Any) -> float:
     2004): Gaussian window sigma 1.5, data range 1; images under 11 px on a side use the largest odd uniform window
     that fits (at least 3 px). Range [-1, 1], in practice [0, 1]; **higher is better**, 1.0 for identical luminance.
     """
-    from skimage.metrics import structural_similarity
-
     out = _as_image(output, "output")
     ref = _as_image(content, "content")
     h, w = ref.shape[-2:]

@@ -26,7 +26,7 @@ __all__ = ["scale_sizes", "optimize_image", "choose_precision_for", "PROBE_SIZE"
 MIN_AUTO_SCALE = 256  # px: the smallest scale that auto multi-scale goes down to
 MAX_NONFINITE_RESTORES = 3
 #: px: side of the random image the precision probe runs the extractor on (forward + backward)
-PROBE_SIZE = 128
+PROBE_SIZE = 64
 
 
 def choose_precision_for(extractor: torch.nn.Module, precision: str, device: torch.device) -> devices.PrecisionChoice:

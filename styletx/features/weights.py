@@ -19,13 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
+from ..atomic import atomic_open
 from ..errors import WeightsError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -95,9 +96,7 @@ def known_file(arch: str) -> WeightFile:
 
 def repo_weights_dir() -> Path:
     """``<repo>/weights``: the folder next to the ``styletx`` package (exists in a source checkout)."""
-    import styletx
-
-    return Path(styletx.__file__).resolve().parents[1] / "weights"
+    return Path(__file__).resolve().parents[2] / "weights"
 
 
 def hub_checkpoints_dir() -> Path:
@@ -194,7 +193,19 @@ def missing_message(entry: WeightFile, reason: str = "not found") -> str:
     )
 
 
-def fetch_weights(arch: str, *, progress: bool = False, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+def _download(url: str, dst: Path, sha256_prefix: str, timeout: float) -> None:
+    """Stream ``url`` into ``dst`` through the atomic writer, checking the sha256 prefix before the file appears;
+    ``timeout`` seconds bound the connection and each read (no process-wide socket setting is touched)."""
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=timeout) as response, atomic_open(dst, overwrite=True) as f:
+        for chunk in iter(lambda: response.read(1 << 20), b""):
+            digest.update(chunk)
+            f.write(chunk)
+        if not digest.hexdigest().startswith(sha256_prefix):
+            raise WeightsError(f"downloaded file's sha256 {digest.hexdigest()[:16]}... does not start with {sha256_prefix}")
+
+
+def fetch_weights(arch: str, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
     """The weight file of ``arch``: found by the look-up, else downloaded (hash-checked) into the hub cache.
 
     Raises WeightsError (one line: file, URL, sha256, folders) when offline (``STYLETX_OFFLINE=1``) or when the
@@ -209,13 +220,8 @@ def fetch_weights(arch: str, *, progress: bool = False, timeout: float = DOWNLOA
     dst = hub_checkpoints_dir() / entry.name
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        old = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(timeout)
-        try:
-            torch.hub.download_url_to_file(entry.url, str(dst), hash_prefix=entry.sha256, progress=progress)
-        finally:
-            socket.setdefaulttimeout(old)
-    except Exception as exc:  # URLError, socket errors, hash mismatch (RuntimeError), disk errors
+        _download(entry.url, dst, entry.sha256, timeout)
+    except Exception as exc:  # URLError, socket errors, hash mismatch, disk errors
         why = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise WeightsError(missing_message(entry, f"not found and the download failed ({why})")) from exc
     verify(dst, entry)
@@ -278,9 +284,10 @@ def manifest_text() -> str:
     return json.dumps(manifest(), indent=2) + "\n"
 
 
-def write_manifest(path: Optional[PathLike] = None) -> Path:
-    """Write the manifest (default ``<repo>/weights/manifest.json``); returns its path."""
+def write_manifest(path: Optional[PathLike] = None, *, overwrite: bool = False) -> Path:
+    """Write the manifest (default: regenerate ``<repo>/weights/manifest.json``) through the atomic writer;
+    another existing file is replaced only with ``overwrite``. Returns its path."""
     p = Path(path) if path is not None else repo_weights_dir() / "manifest.json"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(manifest_text(), encoding="utf-8")
+    with atomic_open(p, overwrite=overwrite or path is None) as f:
+        f.write(manifest_text().encode("utf-8"))
     return p

@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 #: px: side of the random probe image that backends and precisions are timed on.
-PROBE_SIDE = 128
+PROBE_SIDE = 64
 
 Backend = Callable[[Tensor], Tensor]
 

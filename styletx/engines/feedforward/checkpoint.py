@@ -17,7 +17,7 @@ from torch import Tensor
 from ..._version import __version__
 from ...atomic import atomic_open
 from ...errors import CheckpointError, InputError
-from .net import ArchConfig, TransformerNet
+from .net import ArchConfig, TransformerNet, build_network
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -178,7 +178,7 @@ def network_from_checkpoint(path: Union[str, Path]) -> Tuple[TransformerNet, Dic
         source = "pytorch-examples"
     else:
         raise CheckpointError(f"{path}: unrecognised state_dict layout (keys like {', '.join(list(state)[:3])})")
-    net = TransformerNet(config)
+    net = build_network(config, seed=0)  # seeded: building leaves the global RNG alone; the weights are replaced
     load_state(net, state, str(path))
     meta.setdefault("file", path.name)
     meta["format"] = source
