@@ -167,12 +167,15 @@ def run_metadata(record: RunRecord, **extra: Any) -> Dict[str, str]:
 
 def _prepared_model(model: ModelSource, opts: ModelOptions, *, repeated: bool) -> FeedForwardModel:
     """The model to run with ``opts``: a path is loaded on the options' device and precision; a loaded model is
-    used as it is (moved when a device is named). ``repeated``: many images follow, so choose the fastest
-    backend now (``compile``)."""
-    if isinstance(model, FeedForwardModel):
-        net = model if opts.device == "auto" else model.to(opts.device)
-    else:
+    used as it is, unless the options name another device or precision. ``repeated``: many images follow, so
+    the fastest backend is chosen now (``compile``); a named backend is always set up."""
+    if not isinstance(model, FeedForwardModel):
         net = as_model(model, device=opts.device, precision=opts.precision)
+    elif opts.device == "auto" and opts.precision in ("auto", model.precision):
+        net = model
+    else:
+        device = model.device if opts.device == "auto" else opts.device
+        net = FeedForwardModel(model.net, meta=model.meta, device=device, precision=opts.precision)
     if opts.backend != "auto" or repeated:
         net.compile(backend=opts.backend)
     return net
@@ -250,8 +253,9 @@ def stylize_files(
     (``name_stylized.png``, never replacing a file); a file name for one input; a folder (created when missing,
     its parent must exist) for several -> ``folder/name_stylized.png``. Every output path is checked before any
     work (no clobbering unless ``overwrite``, never an input); writes are atomic with the model's description in
-    the metadata. options: :class:`~styletx.options.ModelOptions` fields. Several images: the fastest backend
-    is chosen first (``compile``). ``callback`` gets a :class:`~styletx.results.FileDone` per image.
+    the metadata. options: :class:`~styletx.options.ModelOptions` fields; images of the same size run in
+    batches of ``batch_size``. Several images: the fastest backend is chosen first (``compile``). ``callback``
+    gets a :class:`~styletx.results.FileDone` per image.
     """
     opts: ModelOptions = build(ModelOptions, **options)
     files = list_images(inputs)
@@ -268,20 +272,35 @@ def stylize_files(
         check_output_path(dst, overwrite=overwrite)
     net = _prepared_model(model, opts, repeated=len(files) > 1)
     meta = model_metadata(net)
-    written = []
-    for i, (src, dst) in enumerate(zip(files, outs)):
+    written: List[Path] = []
+    for start in range(0, len(files), opts.batch_size):
         t0 = time.perf_counter()
-        loaded = load_image(src, keep_alpha=keep_alpha)
-        y = net.stylize(loaded.tensor, size=opts.size, content_scale=opts.content_scale,
-                        preserve_color=opts.preserve_color)
-        alpha = None
-        if loaded.alpha is not None:
-            alpha = resize_to(loaded.alpha, tuple(y.shape[-2:])).clamp(0, 1)
-        written.append(save_image(y, dst, overwrite=overwrite, metadata={**meta, "styletx.content": src.name},
-                                  alpha=alpha))
-        if callback is not None:
-            callback(FileDone(src, dst, i + 1, len(files), time.perf_counter() - t0))
+        chunk = list(zip(files[start : start + opts.batch_size], outs[start : start + opts.batch_size]))
+        loaded = [load_image(src, keep_alpha=keep_alpha) for src, _ in chunk]
+        results = _stylize_batched(net, [item.tensor for item in loaded], opts)
+        seconds = (time.perf_counter() - t0) / len(chunk)
+        for (src, dst), item, y in zip(chunk, loaded, results):
+            alpha = None if item.alpha is None else resize_to(item.alpha, tuple(y.shape[-2:])).clamp(0, 1)
+            written.append(save_image(y, dst, overwrite=overwrite, metadata={**meta, "styletx.content": src.name},
+                                      alpha=alpha))
+            if callback is not None:
+                callback(FileDone(src, dst, len(written), len(files), seconds))
     return written
+
+
+def _stylize_batched(net: FeedForwardModel, images: List[Tensor], opts: ModelOptions) -> List[Tensor]:
+    """Each (1, 3, H, W) image through ``net``; images of the same size run together in one batch."""
+    by_size: Dict[tuple, List[int]] = {}
+    for i, image in enumerate(images):
+        by_size.setdefault(tuple(image.shape[-2:]), []).append(i)
+    results: List[Optional[Tensor]] = [None] * len(images)
+    for indices in by_size.values():
+        batch = torch.cat([images[i] for i in indices])
+        y = net.stylize(batch, size=opts.size, content_scale=opts.content_scale,
+                        preserve_color=opts.preserve_color, batch_size=opts.batch_size)
+        for j, i in enumerate(indices):
+            results[i] = y[j : j + 1]
+    return [r for r in results if r is not None]
 
 
 # ---------------------------------------------------------------------------------------------------- training

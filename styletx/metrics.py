@@ -9,7 +9,7 @@ They judge a result honestly whichever backbone made it (ImageNet VGG or the wei
   bank; lower = closer, 0.0 = same statistics, range [0, 1));
 - :func:`score`            all three as a dict.
 
-Inputs are anything :func:`styletx.image.load_image` accepts (paths, PIL images, numpy arrays, tensors); a tensor is
+Inputs are anything :func:`styletx.io.image.load_image` accepts (paths, PIL images, numpy arrays, tensors); a tensor is
 (1, 3, H, W) or (3, H, W) float in [0, 1]. Every score is deterministic (fixed projection directions, fixed
 subsampling seed, fixed filters) and computed on the CPU in float32/float64.
 """
@@ -72,7 +72,7 @@ _TEXTURE_LEVEL_FLOOR = 0.1
 
 
 def _as_image(source: Any, what: str) -> Tensor:
-    """Any source :func:`~styletx.image.load_image` accepts -> (1, 3, H, W) float32 CPU tensor in [0, 1]."""
+    """Any source :func:`~styletx.io.image.load_image` accepts -> (1, 3, H, W) float32 CPU tensor in [0, 1]."""
     try:
         loaded = load_image(source)
     except ImageError as e:
