@@ -1,8 +1,8 @@
 """Compare weight-free backbones for optimisation-based style transfer (the table in docs/backbones.md).
 
-Every candidate runs the real engine (styletx.optimize.optimize_image, default StylizeOptions except size,
-iterations and a single scale) on the same content/style pairs, and the results are scored with styletx.metrics
-(content_ssim: higher = more of the content kept; color_distance, texture_distance: lower = closer to the style).
+Every candidate runs the real engine (styletx.engines.optimize.optimize_image, default StylizeOptions except
+size, iterations and a single scale) on the same content/style pairs, and the results are scored with
+styletx.metrics (content_ssim: higher = more of the content kept; color_distance, texture_distance: lower = closer to the style).
 The images come from skimage.data (public domain / permissive) or are drawn here; none is used by the tests.
 
 Candidates:
@@ -37,10 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from styletx import metrics  # noqa: E402
-from styletx.features import DEFAULT_RANDOM_CONFIG, MultiConv, RandomNetConfig, build_extractor  # noqa: E402
-from styletx.image import load_image, resize_longest, to_pil  # noqa: E402
-from styletx.optimize import optimize_image  # noqa: E402
+from styletx.engines.optimize import optimize_image  # noqa: E402
+from styletx.features import DEFAULT_RANDOM_CONFIG, RandomNetConfig, build_extractor  # noqa: E402
+from styletx.features.random_net import MultiConv  # noqa: E402
+from styletx.io.image import load_image  # noqa: E402
 from styletx.options import StylizeOptions  # noqa: E402
+from styletx.tensors import resize_longest, to_pil  # noqa: E402
 
 DEFAULT_CANDIDATES = ("identity", "vgg19-random", "shallow", "random")
 

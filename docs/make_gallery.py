@@ -26,7 +26,8 @@ from PIL import Image, ImageDraw
 
 import styletx
 from styletx import metrics
-from styletx.image import load_image, resize_longest
+from styletx.io.image import load_image
+from styletx.tensors import resize_longest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

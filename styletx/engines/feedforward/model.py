@@ -7,6 +7,7 @@ arithmetic the precision policy measured fastest, unless ``compile()`` chose ano
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
@@ -66,7 +67,8 @@ class FeedForwardModel:
         """What runs the network, in which arithmetic, and why: eager torch in the precision the policy picks
         (measured at first use) until :meth:`compile` chooses otherwise."""
         if self._choice is None:
-            self._choice = choose_backend(self.net, self.device, backend="torch", precision=self.precision)
+            choice = choose_backend(self.net, self.device, backend="torch", precision=self.precision)
+            self._choice = replace(choice, reason="eager torch until compile() measures the others")
         return self._choice
 
     @property
