@@ -204,7 +204,36 @@ def write_markdown(rows: list) -> None:
             f"| texture_distance | {c['texture_distance']:.3f} | {s['texture_distance']:.3f} |",
             "",
         ]
+    lines += video_section()
     (Path(__file__).resolve().parent / "gallery.md").write_text("\n".join(lines))
+
+
+def video_section() -> list:
+    """The video example made by docs/make_video_example.py (from its docs/gallery/video.json), if present."""
+    index = OUT / "video.json"
+    if not index.exists():
+        return []
+    v = json.loads(index.read_text())
+    settings = " ".join(f"--{k.replace('_', '-')} {val}" for k, val in v["settings"].items())
+    return [
+        "## Video",
+        "",
+        f"Made by `python docs/make_video_example.py`: {v['clip']}, stylised with {v['style']} (input | result; "
+        "[MP4](gallery/video-cat-swirls.mp4); what it shows: [video.md](video.md#the-gallery-example)).",
+        "",
+        "![video](gallery/video-cat-swirls.gif)",
+        "",
+        "![every fourth frame](gallery/video-cat-swirls-frames.png)",
+        "",
+        f"`styletx video cat-pan.mp4 --style examples/swirls.jpg -o cat-swirls.mp4 {settings}`  ",
+        f"{v['frames']} frames in {v['seconds']} s; {v['engine']}",
+        "",
+        "| flicker score (1 = changes as much as the input; lower is steadier) | value |",
+        "| --- | --- |",
+        f"| with the temporal loss (the default) | {v['flicker']:.3f} |",
+        f"| warm start only (`--temporal-weight 0`) | {v['flicker_warm_start_only']:.3f} |",
+        "",
+    ]
 
 
 if __name__ == "__main__":

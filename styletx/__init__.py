@@ -1,4 +1,4 @@
-"""styletx: neural style transfer for images.
+"""styletx: neural style transfer for images and video.
 
 ``styletx.stylize(content, style, **options)`` optimises an image (Gatys et al.); with ``model=`` it runs a
 trained feed-forward network (Johnson et al.). Options and their defaults: :class:`StylizeOptions`,
@@ -13,12 +13,17 @@ from .errors import CheckpointError, ImageError, InputError, StyletxError, Style
 from .export import export
 from .io.image import load_image, save_image
 from .options import ModelOptions, StylizeOptions, TrainOptions
-from .results import FileDone, Iterate, RunRecord
+from .results import FileDone, FrameDone, Iterate, RunRecord, VideoRecord
+from .video import score_video, stylize_video
 
 __all__ = [
     "__version__",
     "stylize",
     "stylize_files",
+    "stylize_video",
+    "score_video",
+    "VideoRecord",
+    "FrameDone",
     "StylizeResult",
     "StylizeOptions",
     "ModelOptions",

@@ -168,7 +168,8 @@ def run_metadata(record: RunRecord, **extra: Any) -> Dict[str, str]:
 def _prepared_model(model: ModelSource, opts: ModelOptions, *, repeated: bool) -> FeedForwardModel:
     """The model to run with ``opts``: a path is loaded on the options' device and precision; a loaded model is
     used as it is, unless the options name another device or precision. ``repeated``: many images follow, so
-    the fastest backend is chosen now (``compile``); a named backend is always set up."""
+    the fastest backend is chosen now (``compile``) unless the model was compiled already; a named backend is
+    always set up."""
     if not isinstance(model, FeedForwardModel):
         net = as_model(model, device=opts.device, precision=opts.precision)
     elif opts.device == "auto" and opts.precision in ("auto", model.precision):
@@ -176,7 +177,7 @@ def _prepared_model(model: ModelSource, opts: ModelOptions, *, repeated: bool) -
     else:
         device = model.device if opts.device == "auto" else opts.device
         net = FeedForwardModel(model.net, meta=model.meta, device=device, precision=opts.precision)
-    if opts.backend != "auto" or repeated:
+    if opts.backend != "auto" or (repeated and not net.compiled):
         net.compile(backend=opts.backend)
     return net
 

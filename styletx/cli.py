@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 import traceback
 import typing
@@ -30,8 +31,9 @@ from .features.weights import search_dirs, weights_report, write_manifest as wri
 from .io.files import default_output_path
 from .io.image import check_output_path, save_image
 from .metrics import score as compute
-from .options import ModelOptions, StylizeOptions, TrainOptions
+from .options import ModelOptions, StylizeOptions, TrainOptions, VideoOptions
 from .runtime import retain_freed_memory
+from .video import MODEL_VIDEO_OPTIONS, STYLE_VIDEO_OPTIONS, score_video, stylize_video
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -193,7 +195,7 @@ def main(ctx: click.Context, debug: bool) -> None:
       styletx score cat_swirls.png --content examples/cat.jpg --style examples/swirls.jpg
     """
     ctx.ensure_object(dict)["debug"] = debug
-    retain_freed_memory()  # the CLI owns its process: reuse freed tensor memory (styletx.device)
+    retain_freed_memory()  # the CLI owns its process: reuse freed tensor memory (styletx.runtime)
 
 
 def _check_output(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
@@ -347,6 +349,106 @@ def train(style: Path, data: Tuple[Path, ...], output: Path, overwrite: bool, qu
     last = result.losses[-1]["total"] if result.losses else float("nan")
     click.echo(f"{result.path}  ({result.steps} steps, {result.images} files found, {result.seconds:.1f} s, "
                f"final loss {last:.4g}, backbone {result.backbone.get('backbone', '?')})")
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM and SIGHUP end a run the way Ctrl-C does (the work so far is saved): the CLI owns its process."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), interrupt)
+
+
+def _given(ctx: click.Context, params: Dict[str, Any], names: Sequence[str]) -> Dict[str, Any]:
+    """The params among ``names`` that the user typed (not left at their default)."""
+    return {n: params[n] for n in names if n in params
+            and ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT}
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("clip", type=click.Path(path_type=Path))
+@click.option("--model", type=click.Path(path_type=Path), help="A trained model (.pth): the fast path.")
+@click.option("--style", "styles", multiple=True, type=click.Path(path_type=Path),
+              help="Style image (repeat to blend): the optimisation engine, frame to frame along the motion.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output video: .mp4, .mkv, .mov or .webm.")
+@click.option("--overwrite", is_flag=True, help="Replace the output file if it exists.")
+@click.option("--no-audio", is_flag=True, help="Drop the audio streams (default: copied as they are).")
+@click.option("--score", is_flag=True, help="Also print the flicker score (costs an optical flow per frame).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@options_from(VideoOptions)
+@options_from(ModelOptions, skip=[f for f in ModelOptions.__dataclass_fields__ if f not in MODEL_VIDEO_OPTIONS])
+@options_from(StylizeOptions, skip=[f for f in StylizeOptions.__dataclass_fields__
+                                    if f not in STYLE_VIDEO_OPTIONS or f in MODEL_VIDEO_OPTIONS])
+@handle_errors
+def video(clip: Path, model: Optional[Path], styles: Tuple[Path, ...], output: Path, overwrite: bool,
+          no_audio: bool, score: bool, quiet: bool, **params: Any) -> None:
+    """Stylise a video CLIP frame by frame, keeping its timing, rotation and sound.
+
+    \b
+    Example:
+      styletx video clip.mp4 --model swirls.pth -o clip_swirls.mp4 --flicker-reduction 0.6
+      styletx video clip.mp4 --style starry.jpg -o clip_starry.mp4 --max-size 360
+    """
+    if (model is None) == (not styles):
+        raise click.UsageError("give --model M.pth or --style S (one of the two)")
+    ctx = click.get_current_context()
+    values = option_values(VideoOptions, params)
+    if model is not None:
+        style_only = list(STYLE_VIDEO_OPTIONS) + ["frame_iterations", "temporal_weight"]
+        other = sorted(set(_given(ctx, params, style_only)) - set(MODEL_VIDEO_OPTIONS))
+        engine = {n: params[n] for n in MODEL_VIDEO_OPTIONS}
+    else:
+        other = sorted(set(_given(ctx, params, ["backend", "batch_size"])))
+        engine = {n: params[n] for n in STYLE_VIDEO_OPTIONS}
+        if str(engine.get("weights")).lower() == "none":
+            engine["weights"] = None
+    if other:
+        flags = ", ".join("--" + n.replace("_", "-") for n in other)
+        raise click.UsageError(f"{flags}: not used with {'--model' if model is not None else '--style'}")
+    _sigterm_as_interrupt()
+    bar = ProgressBar(enabled=not quiet, unit="frame")
+    try:
+        record = stylize_video(clip, output, model=model, style=list(styles) or None, overwrite=overwrite,
+                               callback=bar, audio=not no_audio, score=score, **values, **engine)
+    finally:
+        bar.close()
+    for note in record.notes:
+        click.echo(f"styletx: note: {note}", err=True)
+    if record.interrupted:
+        where = f"saved the {record.frames} frames done to {record.output}" if record.output else "nothing was saved"
+        click.echo(f"styletx: interrupted: {where}", err=True)
+        sys.exit(130)
+    flicker = f", flicker {record.flicker:.3f}" if record.flicker is not None else ""
+    click.echo(f"{record.output}  ({record.frames} frames, {record.size[0]}x{record.size[1]}, {record.fps:.1f} "
+               f"frames/s, {record.engine.precision}, audio packets {record.audio_packets}{flicker})")
+
+
+@main.command("score-video", context_settings=CONTEXT)
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--input", "source", required=True, type=click.Path(path_type=Path), help="The input clip.")
+@click.option("--max-size", type=click.IntRange(min=16), default=512, show_default=True,
+              help="Score frames scaled down to this longest side.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+@handle_errors
+def score_video_command(output: Path, source: Path, max_size: int, as_json: bool) -> None:
+    """Flicker score of a stylised video OUTPUT against its input clip.
+
+    \b
+    flicker  how much the stylised frames change along the input's motion, relative to how much the input
+             frames do (1 = as much as the input; lower is steadier)
+    Example:
+      styletx score-video clip_swirls.mp4 --input clip.mp4
+    """
+    scores = score_video(output, source, max_size=max_size)
+    if as_json:
+        click.echo(json.dumps(scores, sort_keys=True))
+    else:
+        for k, v in scores.items():
+            click.echo(f"{k:<16} {v:.4f}" if isinstance(v, float) else f"{k:<16} {v}")
 
 
 @main.command(context_settings=CONTEXT)

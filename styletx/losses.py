@@ -21,12 +21,14 @@ __all__ = [
     "style_loss",
     "layered_style_loss",
     "tv_loss",
+    "temporal_loss",
     "LossTerms",
     "total_loss",
     "GramMatrix",
     "ContentLoss",
     "StyleLoss",
     "TVLoss",
+    "TemporalLoss",
 ]
 
 
@@ -93,6 +95,18 @@ def tv_loss(image: Tensor) -> Tensor:
     dy = x[:, :, 1:, :] - x[:, :, :-1, :]
     dx = x[:, :, :, 1:] - x[:, :, :, :-1]
     return dy.pow(2).mean() + dx.pow(2).mean()
+
+
+def temporal_loss(image: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared difference between ``image`` and ``target`` (both (N, 3, H, W)) over the pixels where
+    ``mask`` ((N|1, 1, H, W) in [0, 1]) is set: Ruder et al. 2016's short-term temporal loss, the target being
+    the previous stylised frame warped to this one and the mask its non-occluded pixels. 0 for an empty mask."""
+    _check_4d("image", image)
+    _check_4d("target", target)
+    _check_4d("mask", mask)
+    m = _fp32(mask)
+    diff = (_fp32(image) - _fp32(target)).square().mean(dim=1, keepdim=True)
+    return (m * diff).sum() / m.sum().clamp_min(1.0)
 
 
 @dataclass
@@ -167,6 +181,18 @@ class StyleLoss(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return style_loss(features, self.target_gram)
+
+
+class TemporalLoss(nn.Module):
+    """Module form of :func:`temporal_loss` for a fixed target and mask."""
+
+    def __init__(self, target: Tensor, mask: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("target", target.detach())
+        self.register_buffer("mask", mask.detach())
+
+    def forward(self, image: Tensor) -> Tensor:
+        return temporal_loss(image, self.target, self.mask)
 
 
 class TVLoss(nn.Module):

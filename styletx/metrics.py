@@ -7,7 +7,9 @@ They judge a result honestly whichever backbone made it (ImageNet VGG or the wei
   lower = closer, 0.0 = same colour distribution);
 - :func:`texture_distance` texture taken from the style image (Gram matrices of a fixed multi-scale Gabor filter
   bank; lower = closer, 0.0 = same statistics, range [0, 1));
-- :func:`score`            all three as a dict.
+- :func:`score`            all three as a dict;
+- :func:`flicker_score`    temporal steadiness of a stylised clip relative to its input clip (1.0 = changes as much as
+  the input; lower is steadier); :class:`FlickerMeter` computes it frame by frame.
 
 Inputs are anything :func:`styletx.io.image.load_image` accepts (paths, PIL images, numpy arrays, tensors); a tensor is
 (1, 3, H, W) or (3, H, W) float in [0, 1]. Every score is deterministic (fixed projection directions, fixed
@@ -19,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 from functools import lru_cache
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
 import torch
@@ -29,13 +31,16 @@ from torch import Tensor
 
 from .errors import ImageError, InputError
 from .io.image import load_image
-from .tensors import resize_longest, resize_to
+from .temporal import DEFAULT_FLOW_MAX_SIDE, DEFAULT_FLOW_METHOD, reliable_flow, warp
+from .tensors import check_batch, resize_longest, resize_to
 
 __all__ = [
     "content_ssim",
     "color_distance",
     "texture_distance",
     "score",
+    "flicker_score",
+    "FlickerMeter",
     "COLOR_DIRECTIONS",
     "COLOR_MAX_PIXELS",
     "TEXTURE_SIZE",
@@ -282,3 +287,111 @@ def score(output: Any, content: Any, style: Any) -> Dict[str, float]:
         "color_distance": color_distance(out, sty),
         "texture_distance": texture_distance(out, sty),
     }
+
+
+# ------------------------------------------------------------------------------------------------------ flicker score
+
+
+class FlickerMeter:
+    """Streaming :func:`flicker_score`: feed (stylised, input) frame pairs in order with :meth:`update`, read
+    :meth:`value`. Keeps only the previous pair, so memory stays flat however long the clip.
+
+    For each frame t > 0, with ``flow_back`` the backward optical flow of the *input* (frame t -> t-1) and ``mask``
+    its forward-backward consistency mask (:func:`styletx.temporal.reliable_flow`), it adds up over the pixels the
+    mask keeps (and the 3 channels)
+
+        stylised change = |s_t - warp(s_{t-1}, flow_back)|,   input change = |x_t - warp(x_{t-1}, flow_back)|.
+
+    Input frames of another size than the stylised ones are resized to the stylised size (bilinear) first.
+    """
+
+    def __init__(self, *, method: str = DEFAULT_FLOW_METHOD, max_side: Optional[int] = DEFAULT_FLOW_MAX_SIDE) -> None:
+        self.method = method
+        self.max_side = max_side
+        self.pairs = 0  #: frame pairs (t-1, t) measured so far
+        self._stylised_sum = 0.0
+        self._input_sum = 0.0
+        self._count = 0.0  # masked pixel-channels summed over
+        self._previous: Optional[tuple] = None
+
+    def update(self, stylised: Tensor, input_frame: Tensor) -> None:
+        """Add one frame: ``stylised`` (1, 3, H, W) and the ``input_frame`` (1, 3, H', W') it was made from."""
+        check_batch(stylised, "flicker score: stylised frame")
+        check_batch(input_frame, "flicker score: input frame")
+        if stylised.shape[0] != 1 or input_frame.shape[0] != 1:
+            raise InputError(f"flicker score: expected one frame at a time, got {tuple(stylised.shape)} and "
+                             f"{tuple(input_frame.shape)}")
+        # copies, kept for the next frame: the caller may reuse its buffers
+        s = stylised.detach().to(torch.float32, copy=True)
+        x = input_frame.detach().to(device=s.device, dtype=torch.float32, copy=True)
+        x = resize_to(x, tuple(s.shape[-2:]), mode="bilinear")
+        if self._previous is not None:
+            prev_s, prev_x = self._previous
+            if prev_s.shape != s.shape:
+                raise InputError(f"flicker score: frame size changed from {tuple(prev_s.shape[-2:])} "
+                                 f"to {tuple(s.shape[-2:])}")
+            flow_back, mask = reliable_flow(x, prev_x, method=self.method, max_side=self.max_side)
+            self._stylised_sum += float(((s - warp(prev_s, flow_back)).abs() * mask).sum())
+            self._input_sum += float(((x - warp(prev_x, flow_back)).abs() * mask).sum())
+            self._count += float(mask.sum()) * s.shape[1]
+            self.pairs += 1
+        self._previous = (s, x)
+
+    @property
+    def stylised_change(self) -> float:
+        """Mean absolute change of the stylised frames along the flow, per kept pixel and channel (0..1)."""
+        return self._stylised_sum / self._count if self._count else 0.0
+
+    @property
+    def input_change(self) -> float:
+        """Mean absolute change of the input frames along the flow, per kept pixel and channel (0..1)."""
+        return self._input_sum / self._count if self._count else 0.0
+
+    def value(self) -> Optional[float]:
+        """stylised change / input change (>= 0; 1.0 when the stylised clip is the input clip; lower is steadier).
+
+        ``None`` until two frames were added or while no pixel had a reliable flow; a static input clip (no change
+        at all) gives 1.0 if the stylised clip is static too, else ``inf``.
+        """
+        if self.pairs == 0 or self._count == 0:
+            return None
+        if self._input_sum == 0.0:
+            return 1.0 if self._stylised_sum == 0.0 else math.inf
+        return self._stylised_sum / self._input_sum
+
+
+def flicker_score(
+    stylised_frames: Iterable[Tensor],
+    input_frames: Iterable[Tensor],
+    *,
+    method: str = DEFAULT_FLOW_METHOD,
+    max_side: Optional[int] = DEFAULT_FLOW_MAX_SIDE,
+) -> float:
+    """How much a stylised clip flickers relative to its input clip: (1, 3, H, W) frames in [0, 1] -> float >= 0.
+
+    The mean absolute difference between each stylised frame and the previous stylised frame warped by the *input's*
+    backward optical flow, on the pixels where that flow is reliable (forward-backward consistency mask), divided by
+    the same quantity for the input clip (see :class:`FlickerMeter`). 1.0 means the stylised frames change along the
+    motion as much as the input frames do (the input clip itself scores exactly 1.0); **lower is steadier**.
+    Both iterables are consumed in lockstep, one frame pair at a time (only the previous pair is kept), and must have
+    the same length, at least two frames. ``method``/``max_side`` choose the optical flow as in
+    :func:`styletx.temporal.estimate_flow`.
+    """
+    meter = FlickerMeter(method=method, max_side=max_side)
+    stylised_iter, input_iter = iter(stylised_frames), iter(input_frames)
+    frames = 0
+    while True:
+        s = next(stylised_iter, None)
+        x = next(input_iter, None)
+        if s is None or x is None:
+            if s is not None or x is not None:
+                longer = "stylised" if s is not None else "input"
+                raise InputError(f"flicker score: the {longer} clip has more frames than the other ({frames} in common)")
+            break
+        meter.update(s, x)
+        frames += 1
+    result = meter.value()
+    if result is None:
+        why = "at least two frames" if frames < 2 else "pixels with a reliable optical flow"
+        raise InputError(f"flicker score: needs {why} (got {frames} frames)")
+    return result

@@ -19,6 +19,8 @@ POOLINGS = ("max", "avg")
 INITS = ("content", "noise")  # or a path to an image
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 PRECISIONS = ("auto", "fp32", "bf16")
+#: x264/x265 speed presets, fastest first.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 #: What runs a feed-forward network (styletx.engines.feedforward.backends).
 BACKENDS = ("auto", "torch", "torch.compile", "onnxruntime", "winograd")
 
@@ -178,6 +180,52 @@ class ModelOptions:
     def with_(self, **changes: Any) -> "ModelOptions":
         """A copy with some options changed (unknown names raise InputError)."""
         return replace(self, **_known(type(self), changes)).validated()
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """Options of ``styletx video`` / ``stylize_video`` that do not depend on the engine. Times in seconds."""
+
+    flicker_reduction: float = opt(0.0, "Blend each output frame with the previous one, moved along the input's "
+                                   "motion where that is reliable: 0 (off) to 1 (strongest).")
+    start: float = opt(0.0, "Start this many seconds into the clip.")
+    duration: Optional[float] = opt(None, "Stylise this many seconds (default: to the end).")
+    max_size: Optional[int] = opt(None, "Scale frames down so the longest side is at most this many pixels.")
+    crf: int = opt(18, "Quality for CRF codecs (H.264/H.265/VP9): lower is better and bigger; 18 looks lossless.")
+    codec: Optional[str] = opt(None, "Video encoder (default: libx264, libvpx-vp9 for .webm).")
+    preset: str = opt("veryfast", "x264/x265 speed preset: slower presets make smaller files at the same quality "
+                      "(veryfast encodes 640x360 ~8x faster than medium here).", choices=X264_PRESETS)
+    audio: bool = opt(True, "Copy the audio streams (packet for packet, no re-encoding).", cli=False)
+    batch_size: int = opt(4, "Frames per forward pass of a trained model.")
+    frame_iterations: int = opt(100, "With --style: optimiser steps for each frame after the first (the first "
+                                "runs --iterations), starting from the previous result moved along the motion.")
+    temporal_weight: float = opt(200.0, "With --style: weight of the temporal loss that keeps each frame close to "
+                                 "the previous result where the motion is reliable.")
+    score: bool = opt(False, "Also compute the flicker score of the result (costs an optical flow per frame).",
+                      cli=False)
+
+    def validated(self) -> "VideoOptions":
+        """Return self after checking every value; raises InputError naming the first bad option."""
+        _unit_interval("flicker_reduction", self.flicker_reduction)
+        _nonnegative_float("start", self.start)
+        if self.duration is not None:
+            _positive_float("duration", self.duration)
+        if self.max_size is not None:
+            _positive_int("max_size", self.max_size, minimum=16)
+        if not isinstance(self.crf, int) or isinstance(self.crf, bool) or not 0 <= self.crf <= 63:
+            raise InputError(f"crf: expected an integer from 0 to 63, got {self.crf!r}")
+        if self.codec is not None and (not isinstance(self.codec, str) or not self.codec):
+            raise InputError(f"codec: expected an encoder name, got {self.codec!r}")
+        _choice("preset", self.preset, X264_PRESETS)
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("frame_iterations", self.frame_iterations, minimum=0)
+        _nonnegative_float("temporal_weight", self.temporal_weight)
+        return self
+
+
+def _unit_interval(name: str, value: Any) -> None:
+    if not _is_number(value) or not 0.0 <= value <= 1.0:
+        raise InputError(f"{name}: expected a number from 0 to 1, got {value!r}")
 
 
 def _validate_shared(opts: Any) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from torch import Tensor
 
-__all__ = ["RunRecord", "Iterate", "FileDone"]
+__all__ = ["RunRecord", "Iterate", "FileDone", "FrameDone", "VideoRecord"]
 
 
 @dataclass
@@ -80,3 +80,34 @@ class FileDone:
     step: int
     total: int
     seconds: float
+
+
+@dataclass
+class FrameDone:
+    """What a progress callback receives after each video frame: ``step`` of ``total`` (None when the container
+    does not say), seconds since the start, and the pipeline's frames per second so far."""
+
+    step: int
+    total: Optional[int]
+    elapsed: float
+    fps: float
+
+
+@dataclass
+class VideoRecord:
+    """A record of one video run: frames written (of how many read), the pipeline's frames per second, seconds
+    spent per stage (decode, stylise, flicker, encode; stages overlap), the flicker score when asked, audio
+    packets copied, the engine's record (device, arithmetic and backend, with why), notes, and whether it was
+    interrupted (``output`` is then the playable part written, or None when nothing was)."""
+
+    output: Optional[Path] = None
+    frames: int = 0
+    size: Tuple[int, int] = (0, 0)
+    fps: float = 0.0
+    seconds: float = 0.0
+    timings: Dict[str, float] = field(default_factory=dict)
+    flicker: Optional[float] = None
+    audio_packets: int = 0
+    engine: RunRecord = field(default_factory=RunRecord)
+    interrupted: bool = False
+    notes: List[str] = field(default_factory=list)

@@ -21,12 +21,13 @@ PACKAGE = Path(styletx.__file__).resolve().parent
 LAYERS: List[Tuple[str, ...]] = [
     ("styletx._version", "styletx.errors"),
     ("styletx.atomic", "styletx.options", "styletx.results", "styletx.runtime", "styletx.tensors"),
-    ("styletx.cache", "styletx.color", "styletx.losses"),
+    ("styletx.cache", "styletx.color", "styletx.losses", "styletx.temporal"),
     ("styletx.device",),
     ("styletx.features", "styletx.io"),
     ("styletx.engines", "styletx.metrics"),
     ("styletx.export",),
     ("styletx.api",),
+    ("styletx.video",),
     ("styletx.cli", "styletx"),
 ]
 #: Function-level imports are for optional dependencies only.

@@ -16,7 +16,14 @@ import torch
 from torch import Tensor
 
 from .. import device as devices
-from ..losses import LossTerms, gram_matrix, normalised_layer_weights, target_scaled_weights, total_loss
+from ..losses import (
+    LossTerms,
+    gram_matrix,
+    normalised_layer_weights,
+    target_scaled_weights,
+    temporal_loss,
+    total_loss,
+)
 from ..options import StylizeOptions
 from ..results import Iterate, RunRecord
 from ..tensors import resize_longest, resize_to
@@ -108,6 +115,8 @@ def optimize_image(
     init_image: Optional[Tensor] = None,
     callback: Optional[Callable[[Iterate], None]] = None,
     record: Optional[RunRecord] = None,
+    temporal: Optional[Tuple[Tensor, Tensor]] = None,
+    temporal_weight: float = 0.0,
 ) -> Tuple[Tensor, RunRecord]:
     """Optimise an image with the content of ``content`` and the style of ``styles``.
 
@@ -116,6 +125,9 @@ def optimize_image(
     every content and style layer. Returns ``(image, record)``: the best iterate (1, 3, H', W') in [0, 1]
     on the CPU, and the :class:`RunRecord`. Ctrl-C stops the run and returns the best image so far
     (``record.interrupted``); a non-finite loss restores the best iterate and is noted in ``record.notes``.
+    temporal: (target (1, 3, H, W), mask (1, 1, H, W)) of the content's size, adds ``temporal_weight`` times
+    :func:`~styletx.losses.temporal_loss` (a previous result warped to this image, and where it is reliable;
+    resized to each scale): the engine knows nothing of video, only of this extra target.
     """
     options = options.validated()
     record = record or RunRecord()
@@ -148,6 +160,11 @@ def optimize_image(
             content_targets = {name: content_feats[name].float() for name in options.content_layers}
             style_norm = target_scaled_weights(grams, style_layer_weights)
             content_norm = target_scaled_weights(content_targets, content_layer_weights)
+            scaled_temporal = None
+            if temporal is not None and temporal_weight > 0:
+                size = tuple(target.shape[-2:])
+                scaled_temporal = (resize_to(temporal[0].to(device), size),
+                                   resize_to(temporal[1].to(device), size, mode="bilinear"))
 
             # L-BFGS needs a contiguous (NCHW) leaf; the network gets a channels_last copy of it.
             pixels = image.detach().clone().contiguous().requires_grad_(True)
@@ -170,6 +187,9 @@ def optimize_image(
                     tv_weight=options.tv_weight,
                     content_layer_weights=content_norm,
                 )
+                if scaled_temporal is not None:
+                    extra = temporal_weight * temporal_loss(pixels, *scaled_temporal)
+                    terms = LossTerms(terms.content, terms.style, terms.tv, terms.total + extra, {"temporal": extra})
                 if torch.isfinite(terms.total):
                     terms.total.backward()
                 last_terms["terms"] = terms

@@ -52,6 +52,7 @@ class FeedForwardModel:
         self.meta: Dict[str, Any] = dict(meta or {})
         self.precision = precision
         self._choice: Optional[BackendChoice] = None
+        self._compiled = False  # whether compile() chose the backend in force
 
     # --- description
     @property
@@ -104,6 +105,7 @@ class FeedForwardModel:
         self.device = devices.pick_device(device)
         self.net = self.net.to(self.device)
         self._choice = None
+        self._compiled = False
         return self
 
     def compile(self, *, backend: str = "auto", cache_dir: Union[str, Path, None] = None) -> "FeedForwardModel":
@@ -117,7 +119,13 @@ class FeedForwardModel:
         """
         self._choice = choose_backend(self.net, self.device, backend=backend, precision=self.precision,
                                       cache_dir=cache_dir)
+        self._compiled = True
         return self
+
+    @property
+    def compiled(self) -> bool:
+        """Whether :meth:`compile` chose the backend in force (False: eager torch, the default)."""
+        return self._compiled
 
     # --- inference
     def _forward(self, batch: Tensor) -> Tensor:
