@@ -98,13 +98,13 @@ def export(
     (``.onnx``), chosen by ``out_path``'s extension; returns the path. Dynamic batch, height and width.
     The write is atomic and refuses to replace a file unless ``overwrite``."""
     out_path = Path(out_path)
+    if isinstance(model, (str, Path)):
+        check_not_an_input(out_path, [model], "export")  # whatever the flags: never the checkpoint it reads
+    if out_path.is_dir():
+        raise InputError(f"{out_path}: is a folder; give a file name such as {str(out_path / 'model.onnx')!r}")
     fmt = EXPORT_FORMATS.get(out_path.suffix.lower())
     if fmt is None:
         raise InputError(f"{out_path}: unknown export format (use {', '.join(EXPORT_FORMATS)})")
-    if out_path.is_dir():
-        raise InputError(f"{out_path}: is a folder; give a file name such as {str(out_path / 'model.onnx')!r}")
-    if isinstance(model, (str, Path)):
-        check_not_an_input(out_path, [model], "export")  # whatever the flags: never the checkpoint it reads
     if not overwrite and out_path.exists():
         raise InputError(f"{out_path}: exists; use --overwrite (overwrite=True) to replace it")
     check_writable_folder(out_path.parent, out_path)

@@ -165,7 +165,7 @@ def _open(path: Path, name: str) -> Image.Image:
     """Open (read the header only), turning every failure into a one-line ImageError naming the file."""
     problem = file_problem(path)  # a FIFO or a device would block or never end: refused before opening
     if problem is not None:
-        raise ImageError(f"{name}: {problem}" + (", not an image file" if problem.startswith("is a folder") else ""))
+        raise ImageError(f"{name}: {'is a folder, not an image file' if problem.startswith('is a folder') else problem}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
