@@ -422,7 +422,8 @@ def train(
 
     meta = {"style": _style_identity(style, style_img),
             "data": {"images": len(files), "sources": [Path(s).name for s in sources]}}
-    result = train_network(style_img, ImageCrops(files, opts.size, seed=opts.seed + _resume_step(resume)), opts,
+    result = train_network(style_img, ImageCrops(files, opts.size, seed=opts.seed + _resume_step(resume),
+                                                 max_pixels=opts.max_pixels), opts,
                            output=out, overwrite=overwrite, meta=meta, files=len(files), preview=preview,
                            callback=progress)
     result.previews = previews
