@@ -25,13 +25,14 @@ from .device import pick_device
 from .engines.feedforward.checkpoint import file_sha256, read_checkpoint
 from .engines.feedforward.model import FeedForwardModel, as_model
 from .engines.feedforward.train import TrainProgress, TrainResult, train_network
-from .engines.optimize import optimize_image
-from .errors import ImageError, InputError
+from .engines.optimize import optimize_image, plan_sizes
+from .errors import CheckpointError, ImageError, InputError
 from .features import extractor_for
 from .io.crops import ImageCrops
 from .io.files import ensure_folder, list_images, output_paths
 from .io.image import check_output_path, load_image, save_image
-from .options import ModelOptions, StylizeOptions, TrainOptions, as_plain_dict, build
+from .options import ModelOptions, StylizeOptions, TrainOptions, as_plain_dict, build, names_only
+from .paths import check_not_an_input, check_writable_folder, file_problem
 from .results import FileDone, Iterate, RunRecord
 from .tensors import resize_longest, resize_to, to_pil
 
@@ -52,8 +53,11 @@ class StylizeResult:
     metadata: Dict[str, str] = field(default_factory=dict)
 
     def save(self, path: Union[str, Path], *, overwrite: bool = False) -> Path:
-        """Write the image atomically with the run's parameters in its metadata; returns the path."""
-        return save_image(self.image, path, overwrite=overwrite, metadata=self.metadata, alpha=self.alpha)
+        """Write the image atomically with the run's parameters in its metadata; returns the path. When the write
+        fails while writing (disk full), the picture is kept in :func:`styletx.atomic.rescue_dir` and the
+        InputError says where."""
+        return save_image(self.image, path, overwrite=overwrite, metadata=self.metadata, alpha=self.alpha,
+                          rescue=True)
 
     def _repr_png_(self) -> Optional[bytes]:  # notebooks show the picture
         pil = self.image if isinstance(self.image, Image.Image) else to_pil(self.image)
@@ -113,11 +117,14 @@ def stylize(
             f"style_blend_weights: expected {len(styles)} values (one per style image), "
             f"got {len(opts.style_blend_weights)}"
         )
-    loaded_content = load_image(content, keep_alpha=keep_alpha)
-    style_tensors = [load_image(s).tensor for s in styles]
+    loaded_content = load_image(content, keep_alpha=keep_alpha, max_pixels=opts.max_pixels)
+    style_tensors = [load_image(s, max_pixels=opts.max_pixels).tensor for s in styles]
     init_image = None
     if opts.init not in ("content", "noise"):
-        init_image = load_image(opts.init).tensor
+        init_image = load_image(opts.init, max_pixels=opts.max_pixels).tensor
+    # too small, too thin: refused here, naming the picture, before the backbone is built
+    plan_sizes(tuple(loaded_content.tensor.shape[-2:]), [tuple(s.shape[-2:]) for s in style_tensors], opts,
+               names=[_name_of(content)] + [_name_of(s) for s in styles])
 
     device = pick_device(opts.device)
     if opts.preserve_color == "histogram":
@@ -125,7 +132,7 @@ def stylize(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         extractor = prepare_extractor(opts, device)
-    record = RunRecord(backbone=dict(extractor.description), options=as_plain_dict(opts))
+    record = RunRecord(backbone=names_only(dict(extractor.description)), options=names_only(as_plain_dict(opts)))
     for w in caught:  # pass them on to the caller, and keep them in the record
         record.notes.append(str(w.message))
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -142,7 +149,7 @@ def stylize(
         image=image if output == "tensor" else to_pil(image),
         record=record,
         alpha=alpha,
-        metadata=run_metadata(record, content=loaded_content.name, styles=[_name_of(s) for s in styles]),
+        metadata=run_metadata(record, content=_name_of(content), styles=[_name_of(s) for s in styles]),
     )
 
 
@@ -225,14 +232,14 @@ def _stylize_with_model(content: Any, model: ModelSource, *, output: str, keep_a
     opts: ModelOptions = build(ModelOptions, **options)
     t0 = time.perf_counter()
     net = _prepared_model(model, opts, repeated=False)
-    loaded = load_image(content, keep_alpha=keep_alpha)
+    loaded = load_image(content, keep_alpha=keep_alpha, max_pixels=opts.max_pixels)
     y = net.stylize(loaded.tensor, size=opts.size, content_scale=opts.content_scale,
                     preserve_color=opts.preserve_color, batch_size=opts.batch_size)
     alpha = None
     if loaded.alpha is not None:
         alpha = resize_to(loaded.alpha, tuple(y.shape[-2:])).clamp(0, 1)
     record = model_record(net, opts, time.perf_counter() - t0)
-    metadata = {**model_metadata(net, record), "styletx.content": loaded.name}
+    metadata = {**model_metadata(net, record), "styletx.content": _name_of(content)}
     return StylizeResult(image=y.cpu() if output == "tensor" else to_pil(y.cpu()), record=record, alpha=alpha,
                          metadata=metadata)
 
@@ -257,6 +264,9 @@ def stylize_files(
     the metadata. options: :class:`~styletx.options.ModelOptions` fields; images of the same size run in
     batches of ``batch_size``. Several images: the fastest backend is chosen first (``compile``). ``callback``
     gets a :class:`~styletx.results.FileDone` per image.
+
+    A file that cannot be read is skipped and the others are done; then ImageError (one line naming the
+    skipped files) is raised, with ``.written`` (the paths written) and ``.skipped`` (``[(file, why)]``).
     """
     opts: ModelOptions = build(ModelOptions, **options)
     files = list_images(inputs)
@@ -267,25 +277,46 @@ def stylize_files(
         raise InputError("output: several images would be written to the same file")
     if output is not None and (len(files) > 1 or not Path(output).suffix or Path(output).is_dir()):
         ensure_folder(output)
-    for src, dst in zip(files, outs):
-        if dst.exists() and dst.resolve() == src.resolve():
-            raise InputError(f"{dst}: the output would overwrite an input image")
-        check_output_path(dst, overwrite=overwrite)
+    model_file = model if isinstance(model, (str, Path)) else None
+    for dst in outs:
+        check_not_an_input(dst, [*files, model_file], "output")
+        check_output_path(dst, overwrite=overwrite, probe=False)
+    for folder in dict.fromkeys(dst.parent for dst in outs):
+        try:
+            check_writable_folder(folder)
+        except InputError as e:
+            raise ImageError(str(e)) from None
     net = _prepared_model(model, opts, repeated=len(files) > 1)
     meta = model_metadata(net)
     written: List[Path] = []
+    skipped: List[tuple] = []
     for start in range(0, len(files), opts.batch_size):
         t0 = time.perf_counter()
-        chunk = list(zip(files[start : start + opts.batch_size], outs[start : start + opts.batch_size]))
-        loaded = [load_image(src, keep_alpha=keep_alpha) for src, _ in chunk]
+        chunk = []
+        loaded = []
+        for src, dst in zip(files[start : start + opts.batch_size], outs[start : start + opts.batch_size]):
+            try:
+                loaded.append(load_image(src, keep_alpha=keep_alpha, max_pixels=opts.max_pixels))
+                chunk.append((src, dst))
+            except ImageError as e:  # a bad file in a folder: skip it, do the others, report it at the end
+                skipped.append((src, str(e)))
+        if not chunk:
+            continue
         results = _stylize_batched(net, [item.tensor for item in loaded], opts)
         seconds = (time.perf_counter() - t0) / len(chunk)
         for (src, dst), item, y in zip(chunk, loaded, results):
             alpha = None if item.alpha is None else resize_to(item.alpha, tuple(y.shape[-2:])).clamp(0, 1)
             written.append(save_image(y, dst, overwrite=overwrite, metadata={**meta, "styletx.content": src.name},
-                                      alpha=alpha))
+                                      alpha=alpha, rescue=True))
             if callback is not None:
                 callback(FileDone(src, dst, len(written), len(files), seconds))
+    if skipped:
+        first = skipped[0][1]
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        error = ImageError(f"skipped {len(skipped)} of {len(files)} images that could not be read: {first}{more}; "
+                           f"{len(written)} written")
+        error.written, error.skipped = written, skipped  # type: ignore[attr-defined]
+        raise error
     return written
 
 
@@ -339,25 +370,41 @@ def train(
         opts = options.with_(**kwargs) if kwargs else options.validated()
     out = Path(output) if output is not None else None
     resume = Path(opts.resume) if opts.resume else None
-    if out is not None:
-        if out.suffix.lower() not in (".pth", ".pt", ".ckpt"):
-            raise InputError(f"{out}: the checkpoint name should end in .pth")
-        if not out.parent.is_dir():
-            raise InputError(f"{out}: output folder {str(out.parent)!r} does not exist")
-        same_as_resume = resume is not None and out.exists() and out.resolve() == resume.resolve()
-        if out.exists() and not overwrite and not same_as_resume:
-            raise InputError(f"{out}: exists; use --overwrite (overwrite=True) to replace it, or --resume it")
+    if resume is not None and (problem := file_problem(resume)) is not None:
+        raise CheckpointError(f"{resume}: {problem}")
     sources = [data] if isinstance(data, (str, Path)) else list(data)
     files = list_images(sources)
     if not files:
         raise InputError(f"data: no images found in {', '.join(str(s) for s in sources)}")
-    style_img = load_image(style).tensor
+    style_file = Path(style) if isinstance(style, (str, Path)) else None
+    preview_file = Path(opts.preview_image) if opts.preview_image else None
+    inputs = [*files, style_file, preview_file]
+    if out is not None:
+        if out.is_dir():
+            raise InputError(f"{out}: is a folder; give a checkpoint file name such as {str(out / 'model.pth')!r}")
+        if out.suffix.lower() not in (".pth", ".pt", ".ckpt"):
+            raise InputError(f"{out}: the checkpoint name should end in .pth")
+        check_writable_folder(out.parent, out)
+        same_as_resume = resume is not None and out.exists() and out.resolve() == resume.resolve()
+        if out.exists() and not overwrite and not same_as_resume:
+            raise InputError(f"{out}: exists; use --overwrite (overwrite=True) to replace it, or --resume it")
+        # the checkpoint may replace the one it resumes (read whole at the start, replaced atomically): the
+        # run's own file; any other input never
+        check_not_an_input(out, inputs, "checkpoint")
+        if opts.preview_every:
+            for old in sorted(out.parent.glob(f"{glob_escape(out.stem)}.preview-*.png")):
+                check_not_an_input(old, inputs, "preview")
+                if not overwrite:
+                    raise InputError(f"{old}: exists (a preview of an earlier run); use --overwrite (overwrite=True) "
+                                     "to replace previews, or another checkpoint name")
+    style_img = load_image(style, max_pixels=opts.max_pixels).tensor
+    _check_style_side(style_img, opts, _name_of(style))
     preview = None
     if opts.preview_every and out is not None:
-        candidates = [Path(opts.preview_image)] if opts.preview_image else files
+        candidates = [preview_file] if preview_file else files
         for src in candidates:
             try:
-                preview = resize_longest(load_image(src).tensor, opts.size).clamp(0, 1)
+                preview = resize_longest(load_image(src, max_pixels=opts.max_pixels).tensor, opts.size).clamp(0, 1)
                 break
             except ImageError:
                 if opts.preview_image:
@@ -366,20 +413,37 @@ def train(
 
     def progress(p: TrainProgress) -> None:
         if p.preview_image is not None and out is not None:
-            written = save_image(p.preview_image, out.with_name(f"{out.stem}.preview-{p.step:06d}.png"),
-                                 overwrite=True)
+            target = out.with_name(f"{out.stem}.preview-{p.step:06d}.png")
+            check_not_an_input(target, inputs, "preview")
+            written = save_image(p.preview_image, target, overwrite=overwrite)
             previews.append(written)
             p = replace(p, preview=written)
         if callback is not None:
             callback(p)
 
     meta = {"style": _style_identity(style, style_img),
-            "data": {"images": len(files), "sources": [str(s) for s in sources]}}
-    result = train_network(style_img, ImageCrops(files, opts.size, seed=opts.seed + _resume_step(resume)), opts,
+            "data": {"images": len(files), "sources": [Path(s).name for s in sources]}}
+    result = train_network(style_img, ImageCrops(files, opts.size, seed=opts.seed + _resume_step(resume),
+                                                 max_pixels=opts.max_pixels), opts,
                            output=out, overwrite=overwrite, meta=meta, files=len(files), preview=preview,
                            callback=progress)
     result.previews = previews
     return result
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob's special characters made literal."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def _check_style_side(style: Tensor, opts: TrainOptions, name: str) -> None:
+    """Refuse a style so thin that, at its training size, its shorter side is below what the layers need."""
+    h, w = int(style.shape[-2]), int(style.shape[-1])
+    longest = opts.style_size or opts.size
+    short = max(1, round(min(h, w) * longest / max(h, w)))
+    if short < opts.min_size:
+        raise InputError(f"{name}: {w}x{h} px is too thin for a style: at {longest} px its shorter side is {short} px, "
+                         f"the layers need {opts.min_size} px; crop it or raise --style-size")
 
 
 def _resume_step(resume: Optional[Path]) -> int:

@@ -1,6 +1,7 @@
 """The ``styletx`` command line: parses, calls the API, draws progress, maps errors to exit codes.
 
-Exit codes: 0 success, 1 internal error, 2 bad input or usage, 130 interrupted (the best image so far is saved).
+Exit codes: 0 success, 1 internal error, 2 bad input or usage, 128 + the signal when interrupted by Ctrl-C (130),
+SIGTERM (143) or SIGHUP (129): the best image so far (or the checkpoint) is saved first (docs/reliability.md).
 Option flags are generated from the options dataclasses (:class:`~styletx.options.StylizeOptions` for ``run``,
 :class:`~styletx.options.ModelOptions` for ``run --model``, :class:`~styletx.options.TrainOptions` for
 ``train``), so the CLI and the API share one set of defaults. The CLI owns its process: it alone may change
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
-import signal
+import os
 import sys
 import traceback
 import typing
@@ -23,15 +24,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import click
 from tqdm.auto import tqdm
 
+from . import process
 from ._version import __version__
 from .api import stylize, stylize_files, train as train_model
 from .errors import InputError, StyletxError
 from .export import export as export_model
 from .features.weights import search_dirs, weights_report, write_manifest as write
 from .io.files import default_output_path
-from .io.image import check_output_path, save_image
+from .io.image import MAX_PIXELS, check_output_path, save_image
 from .metrics import score as compute
 from .options import ModelOptions, StylizeOptions, TrainOptions, VideoOptions
+from .paths import check_not_an_input
 from .runtime import retain_freed_memory
 from .video import MODEL_VIDEO_OPTIONS, STYLE_VIDEO_OPTIONS, score_video, stylize_video
 
@@ -114,8 +117,7 @@ def handle_errors(func: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = kwargs.pop("debug", False) or bool((click.get_current_context().obj or {}).get("debug"))
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("default")
+            with process.only_our_warnings(debug):
                 warnings.showwarning = _show_warning
                 return func(*args, **kwargs)
         except StyletxError as exc:
@@ -125,7 +127,7 @@ def handle_errors(func: Callable) -> Callable:
         except click.ClickException:
             raise
         except KeyboardInterrupt:
-            _fail("interrupted", 130)
+            _fail(f"interrupted ({process.signal_name(process.received())})", process.exit_code())
         except Exception as exc:  # an internal error: say so in one line, details with --debug
             if debug:
                 traceback.print_exc()
@@ -171,11 +173,12 @@ class OneLineErrors(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:
-            return super().main(*args, **kwargs)
+            with process.signals_as_interrupts():  # SIGTERM, SIGHUP as Ctrl-C; never in the middle of a write
+                return super().main(*args, **kwargs)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
-        except click.exceptions.Abort:
-            _fail("interrupted", 130)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            _fail(f"interrupted ({process.signal_name(process.received())})", process.exit_code())
         except click.ClickException as e:
             _fail(e.format_message().replace("\n", " "), e.exit_code)
         return None
@@ -198,11 +201,32 @@ def main(ctx: click.Context, debug: bool) -> None:
     retain_freed_memory()  # the CLI owns its process: reuse freed tensor memory (styletx.runtime)
 
 
-def _check_output(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    for src in inputs:
-        if src.exists() and out.exists() and out.resolve() == src.resolve():
-            raise InputError(f"{out}: the output would overwrite an input image")
+def _check_output(out: Path, inputs: Sequence[Any], overwrite: bool) -> None:
+    check_not_an_input(out, inputs)  # whatever the flags, a run never writes a file it reads
     check_output_path(out, overwrite=overwrite)
+
+
+def _check_snapshots(out: Path, inputs: Sequence[Any], overwrite: bool) -> None:
+    """--save-every writes OUT.stepN.ext: none may be an input, and none replaces a file without --overwrite."""
+    pattern = "".join(f"[{c}]" if c in "*?[" else c for c in f"{out.stem}.step") + "*" + out.suffix
+    for old in sorted(out.parent.glob(pattern)):
+        if old.stem[len(out.stem) + 5:].isdigit():
+            check_not_an_input(old, inputs, "snapshot")
+            if not overwrite:
+                raise InputError(f"{old}: exists (a snapshot of an earlier run); use --overwrite to replace "
+                                 "snapshots, or another output name")
+
+
+def _run_output(output: Optional[Path], content: Path) -> Path:
+    """-o as given; an existing folder -> a free name for the content in it (never a clobbered file)."""
+    if output is None:
+        return default_output_path(content)
+    if output.is_dir():
+        return default_output_path(output / content.name)
+    if not output.suffix:
+        raise InputError(f"{output}: no file extension and not an existing folder; give a name such as "
+                         f"{str(output) + '.png'!r} or an existing folder")
+    return output
 
 
 def _has_model(args: Sequence[str]) -> bool:
@@ -258,6 +282,10 @@ def run_model(images: Tuple[Path, ...], model: Path, output: Optional[Path], ove
     try:
         paths = stylize_files(model, list(images), output, overwrite=overwrite, keep_alpha=keep_alpha,
                               callback=bar, **option_values(ModelOptions, params))
+    except InputError as e:  # files skipped: print what was written, then the one error line
+        for p in getattr(e, "written", []):
+            click.echo(str(p))
+        raise
     finally:
         bar.close()
     for p in paths:
@@ -285,8 +313,16 @@ def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path],
     if len(images) < 2:
         raise click.UsageError("give a CONTENT image and at least one STYLE image (or --model)")
     content, styles = images[0], list(images[1:])
-    out = output or default_output_path(content)
-    _check_output(out, images, overwrite)
+    out = _run_output(output, content)
+    values = option_values(StylizeOptions, params)
+    if str(values.get("weights")).lower() == "none":
+        values["weights"] = None
+    named = [values.get("init") if values.get("init") not in ("content", "noise") else None,
+             values.get("weights") if values.get("weights") != "DEFAULT" else None]
+    inputs = [p for p in [*images, *named] if p is not None and os.path.exists(p)]  # files this run reads
+    _check_output(out, inputs, overwrite)
+    if save_every:
+        _check_snapshots(out, inputs, overwrite)
 
     bar = ProgressBar(enabled=not quiet)
 
@@ -294,20 +330,22 @@ def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path],
         bar(it)
         if save_every and it.step % save_every == 0:
             snap = out.with_name(f"{out.stem}.step{it.step}{out.suffix}")
-            save_image(it.image, snap, overwrite=True)
+            check_not_an_input(snap, inputs, "snapshot")
+            save_image(it.image, snap, overwrite=overwrite)
 
-    values = option_values(StylizeOptions, params)
-    if str(values.get("weights")).lower() == "none":
-        values["weights"] = None
     try:
         result = stylize(content, styles, callback=progress, keep_alpha=keep_alpha, **values)
     finally:
         bar.close()
-    path = result.save(out, overwrite=overwrite)
+    with process.shielded():  # a signal now is recorded, and the picture saved first
+        path = result.save(out, overwrite=overwrite)
     rec = result.record
-    if rec.interrupted:
-        click.echo(f"styletx: interrupted: saved the best image so far to {path}", err=True)
-        sys.exit(130)
+    if rec.interrupted or process.received() is not None:
+        sized = [n for n in rec.notes if n.startswith("interrupted at scale")]
+        extra = f" ({sized[0].split(': ', 1)[1]})" if sized else ""
+        click.echo(f"styletx: interrupted ({process.signal_name(process.received())}): saved the best image so far "
+                   f"to {path}{extra}", err=True)
+        sys.exit(process.exit_code())
     for note in rec.notes:
         if "weight-free" not in note:  # the fallback warning was already shown
             click.echo(f"styletx: note: {note}", err=True)
@@ -344,22 +382,12 @@ def train(style: Path, data: Tuple[Path, ...], output: Path, overwrite: bool, qu
     if result.skipped:
         click.echo(f"styletx: note: skipped {result.skipped} unreadable file(s)", err=True)
     if result.interrupted:
-        click.echo(f"styletx: interrupted: saved the checkpoint at step {result.steps} to {result.path}", err=True)
-        sys.exit(130)
+        click.echo(f"styletx: interrupted ({process.signal_name(process.received())}): saved the checkpoint at step "
+                   f"{result.steps} to {result.path} (continue with --resume {result.path})", err=True)
+        sys.exit(process.exit_code())
     last = result.losses[-1]["total"] if result.losses else float("nan")
     click.echo(f"{result.path}  ({result.steps} steps, {result.images} files found, {result.seconds:.1f} s, "
                f"final loss {last:.4g}, backbone {result.backbone.get('backbone', '?')})")
-
-
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM and SIGHUP end a run the way Ctrl-C does (the work so far is saved): the CLI owns its process."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), interrupt)
 
 
 def _given(ctx: click.Context, params: Dict[str, Any], names: Sequence[str]) -> Dict[str, Any]:
@@ -409,7 +437,6 @@ def video(clip: Path, model: Optional[Path], styles: Tuple[Path, ...], output: P
     if other:
         flags = ", ".join("--" + n.replace("_", "-") for n in other)
         raise click.UsageError(f"{flags}: not used with {'--model' if model is not None else '--style'}")
-    _sigterm_as_interrupt()
     bar = ProgressBar(enabled=not quiet, unit="frame")
     try:
         record = stylize_video(clip, output, model=model, style=list(styles) or None, overwrite=overwrite,
@@ -420,8 +447,8 @@ def video(clip: Path, model: Optional[Path], styles: Tuple[Path, ...], output: P
         click.echo(f"styletx: note: {note}", err=True)
     if record.interrupted:
         where = f"saved the {record.frames} frames done to {record.output}" if record.output else "nothing was saved"
-        click.echo(f"styletx: interrupted: {where}", err=True)
-        sys.exit(130)
+        click.echo(f"styletx: interrupted ({process.signal_name(process.received())}): {where}", err=True)
+        sys.exit(process.exit_code())
     flicker = f", flicker {record.flicker:.3f}" if record.flicker is not None else ""
     click.echo(f"{record.output}  ({record.frames} frames, {record.size[0]}x{record.size[1]}, {record.fps:.1f} "
                f"frames/s, {record.engine.precision}, audio packets {record.audio_packets}{flicker})")
@@ -495,8 +522,10 @@ def weights(write_manifest: Optional[Path], overwrite: bool) -> None:
 @click.option("--content", "content", required=True, type=click.Path(path_type=Path), help="The content image.")
 @click.option("--style", "style", required=True, type=click.Path(path_type=Path), help="The style image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=MAX_PIXELS, show_default=True,
+              help="Largest image (width x height) read; bigger files are refused before decoding.")
 @handle_errors
-def score(output: Path, content: Path, style: Path, as_json: bool) -> None:
+def score(output: Path, content: Path, style: Path, as_json: bool, max_pixels: int) -> None:
     """Quality scores of a stylised OUTPUT against its content and style (no neural network involved).
 
     \b
@@ -506,7 +535,7 @@ def score(output: Path, content: Path, style: Path, as_json: bool) -> None:
     Example:
       styletx score out.png --content photo.jpg --style starry.jpg --json
     """
-    scores = compute(output, content, style)
+    scores = compute(output, content, style, max_pixels=max_pixels)
     if as_json:
         click.echo(json.dumps(scores, sort_keys=True))
     else:

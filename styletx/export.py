@@ -23,6 +23,7 @@ from .engines.feedforward.checkpoint import jsonable
 from .engines.feedforward.model import FeedForwardModel, as_model
 from .engines.feedforward.net import TransformerNet
 from .errors import InputError, StyletxWarning
+from .paths import check_not_an_input, check_writable_folder
 
 __all__ = ["export", "ExportWrapper", "EXPORT_FORMATS", "MIN_EXPORT_SIZE"]
 
@@ -97,9 +98,16 @@ def export(
     (``.onnx``), chosen by ``out_path``'s extension; returns the path. Dynamic batch, height and width.
     The write is atomic and refuses to replace a file unless ``overwrite``."""
     out_path = Path(out_path)
+    if isinstance(model, (str, Path)):
+        check_not_an_input(out_path, [model], "export")  # whatever the flags: never the checkpoint it reads
+    if out_path.is_dir():
+        raise InputError(f"{out_path}: is a folder; give a file name such as {str(out_path / 'model.onnx')!r}")
     fmt = EXPORT_FORMATS.get(out_path.suffix.lower())
     if fmt is None:
         raise InputError(f"{out_path}: unknown export format (use {', '.join(EXPORT_FORMATS)})")
+    if not overwrite and out_path.exists():
+        raise InputError(f"{out_path}: exists; use --overwrite (overwrite=True) to replace it")
+    check_writable_folder(out_path.parent, out_path)
     if fmt == "onnx":
         _check_onnx_installed()
     tf = as_model(model, device="cpu")

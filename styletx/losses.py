@@ -214,6 +214,8 @@ def target_scaled_weights(targets: Mapping[str, Tensor], weights: Mapping[str, f
 
 def normalised_layer_weights(layers: Sequence[str], weights: Optional[Sequence[float]]) -> Dict[str, float]:
     """``{layer: weight}`` with weights summing to 1 (equal when ``weights`` is None)."""
+    if not layers:  # no layers of this kind (content_weight 0 with no content layers): nothing to weigh
+        return {}
     raw = list(weights) if weights is not None else [1.0] * len(layers)
     s = float(sum(raw))
     if s <= 0:

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from .errors import ImageError, InputError
 from .io.image import load_image
+from .options import DEFAULT_MAX_PIXELS
 from .temporal import DEFAULT_FLOW_MAX_SIDE, DEFAULT_FLOW_METHOD, reliable_flow, warp
 from .tensors import check_batch, resize_longest, resize_to
 
@@ -76,10 +77,10 @@ _TEXTURE_LEVEL_FLOOR = 0.1
 # ----------------------------------------------------------------------------------------------------------- inputs
 
 
-def _as_image(source: Any, what: str) -> Tensor:
+def _as_image(source: Any, what: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Tensor:
     """Any source :func:`~styletx.io.image.load_image` accepts -> (1, 3, H, W) float32 CPU tensor in [0, 1]."""
     try:
-        loaded = load_image(source)
+        loaded = load_image(source, max_pixels=max_pixels)
     except ImageError as e:
         if isinstance(source, (str, os.PathLike)):
             raise  # the message already names the file
@@ -273,15 +274,16 @@ def _gram_distance(ga: List[Tensor], gb: List[Tensor]) -> float:
 # ------------------------------------------------------------------------------------------------------------ score
 
 
-def score(output: Any, content: Any, style: Any) -> Dict[str, float]:
-    """All three scores of a style-transfer result, each image loaded once.
+def score(output: Any, content: Any, style: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dict[str, float]:
+    """All three scores of a style-transfer result, each image loaded once (files larger than ``max_pixels``
+    refused before decoding).
 
     Returns ``{"content_ssim": higher is better (<= 1), "color_distance": lower is better (>= 0),
     "texture_distance": lower is better (in [0, 1])}``.
     """
-    out = _as_image(output, "output")
-    con = _as_image(content, "content")
-    sty = _as_image(style, "style")
+    out = _as_image(output, "output", max_pixels)
+    con = _as_image(content, "content", max_pixels)
+    sty = _as_image(style, "style", max_pixels)
     return {
         "content_ssim": content_ssim(out, con),
         "color_distance": color_distance(out, sty),

@@ -8,6 +8,7 @@ here too, so a bad value gets the same one-line error from the API and the CLI.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Optional, Sequence, Tuple
 
@@ -30,6 +31,31 @@ DEFAULT_STYLE_LAYERS: Tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4
 #: Learning rate used when ``learning_rate`` is None, per optimiser (pixels are in [0, 1]).
 DEFAULT_LEARNING_RATES = {"lbfgs": 1.0, "adam": 0.02}
 
+#: Largest image (width * height) decoded unless ``max_pixels`` says otherwise: 100 megapixels.
+DEFAULT_MAX_PIXELS = 100_000_000
+#: Seeds are 64-bit signed integers (torch generators, numpy): 0 .. 2**63 - 1.
+MAX_SEED = 2**63 - 1
+#: Coarse-to-fine scales, each twice the last: 10 already start 512x smaller than the output.
+MAX_SCALES = 10
+#: --style-scale: the style at most 32x the output's size (and at least 1/32 of it).
+MAX_STYLE_SCALE = 32.0
+
+_LAYER = re.compile(r"^(conv|relu|pool)(\d+)(?:_(\d+))?$")
+
+
+def min_side(layers: Sequence[str]) -> int:
+    """The smallest image side (pixels, each of height and width) on which every one of ``layers`` can be
+    computed: each pooling before a layer halves the image, so ``relu<b>_<i>``/``conv<b>_<i>`` need 2**(b-1) px
+    and ``pool<b>`` 2**b px (the same for vgg19, vgg16 and the weight-free backbone, which share the names;
+    tests/test_reliability.py measures it on each). Unknown names count as 1."""
+    need = 1
+    for name in layers:
+        m = _LAYER.match(str(name))
+        if m:
+            block = int(m.group(2))
+            need = max(need, 2 ** (block if m.group(1) == "pool" else block - 1))
+    return need
+
 
 def opt(default: Any, help: str, *, choices: Optional[Sequence[str]] = None, cli: bool = True) -> Any:
     """A dataclass field with its CLI help text and allowed values (``choices``) in the metadata."""
@@ -43,6 +69,11 @@ def opt(default: Any, help: str, *, choices: Optional[Sequence[str]] = None, cli
 DEFAULT_CONTENT_WEIGHT = 1.0
 DEFAULT_STYLE_WEIGHT = 100.0
 DEFAULT_TV_WEIGHT = 0.1
+
+
+def max_pixels_opt() -> Any:
+    return opt(DEFAULT_MAX_PIXELS, "Largest image (width x height) read; bigger files are refused before decoding "
+               "(decompression bombs).")
 
 
 def content_weight_opt() -> Any:
@@ -118,16 +149,25 @@ class StylizeOptions:
     backbone: str = backbone_opt()
     weights: Optional[str] = weights_opt()
     preserve_color: str = preserve_color_opt()
+    max_pixels: int = max_pixels_opt()
+
+    @property
+    def min_size(self) -> int:
+        """The smallest side (px) the content and style layers work on (see :func:`min_side`)."""
+        return max(min_side(tuple(self.content_layers) + tuple(self.style_layers)), 16)
 
     def validated(self) -> "StylizeOptions":
         """Return self after checking every value; raises InputError naming the first bad option."""
-        _positive_int("size", self.size, minimum=16)
+        _validate_shared(self)
+        _size("size", self.size, self.min_size, self)
         _positive_int("iterations", self.iterations, minimum=0)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.learning_rate is not None:
             _positive_float("learning_rate", self.learning_rate)
-        _validate_shared(self)
         _positive_float("style_scale", self.style_scale)
+        if not 1 / MAX_STYLE_SCALE <= self.style_scale <= MAX_STYLE_SCALE:
+            raise InputError(f"style_scale: expected a number in [{1 / MAX_STYLE_SCALE:g}, {MAX_STYLE_SCALE:g}], "
+                             f"got {self.style_scale!r}")
         _weights_for("style_layer_weights", self.style_layer_weights, len(self.style_layers))
         if self.style_blend_weights is not None:
             for w in self.style_blend_weights:
@@ -135,6 +175,8 @@ class StylizeOptions:
             if sum(self.style_blend_weights) <= 0:
                 raise InputError("style_blend_weights: at least one weight must be positive")
         _positive_int("scales", self.scales, minimum=0)
+        if self.scales > MAX_SCALES:
+            raise InputError(f"scales: expected an integer in [0, {MAX_SCALES}] (0: automatic), got {self.scales!r}")
         _choice("preserve_color", self.preserve_color, PRESERVE_COLOR)
         return self
 
@@ -160,6 +202,7 @@ class ModelOptions:
                        "torch, torch.compile, onnxruntime or winograd.", choices=BACKENDS)
     device: str = device_opt()
     precision: str = precision_opt()
+    max_pixels: int = max_pixels_opt()
 
     def validated(self) -> "ModelOptions":
         """Return self after checking every value; raises InputError naming the first bad option."""
@@ -175,6 +218,7 @@ class ModelOptions:
         _positive_int("batch_size", self.batch_size)
         _choice("backend", self.backend, BACKENDS)
         _choice("precision", self.precision, PRECISIONS)
+        _positive_int("max_pixels", self.max_pixels)
         return self
 
     def with_(self, **changes: Any) -> "ModelOptions":
@@ -239,8 +283,9 @@ def _validate_shared(opts: Any) -> None:
     _choice("precision", opts.precision, PRECISIONS)
     _choice("pooling", opts.pooling, POOLINGS)
     _choice("backbone", opts.backbone, BACKBONES)
-    if not isinstance(opts.seed, int) or isinstance(opts.seed, bool):
-        raise InputError(f"seed: expected an integer, got {opts.seed!r}")
+    if not isinstance(opts.seed, int) or isinstance(opts.seed, bool) or not 0 <= opts.seed <= MAX_SEED:
+        raise InputError(f"seed: expected an integer in [0, 2**63 - 1], got {opts.seed!r}")
+    _positive_int("max_pixels", opts.max_pixels)
 
 
 def _known(cls: type, changes: dict) -> dict:
@@ -261,6 +306,21 @@ def as_plain_dict(opts: Any) -> dict:
     return {f.name: (list(v) if isinstance(v := getattr(opts, f.name), tuple) else v) for f in fields(opts)}
 
 
+#: Fields whose values may be local paths: records and outputs keep only the file's name.
+PATH_FIELDS = ("weights", "init", "preview_image", "resume", "file")
+
+
+def names_only(values: dict) -> dict:
+    """A copy of ``values`` with the local paths of :data:`PATH_FIELDS` reduced to file names, so that no user
+    name, folder or machine layout leaks into an output's metadata or a checkpoint."""
+    out = dict(values)
+    for key in PATH_FIELDS:
+        v = out.get(key)
+        if isinstance(v, str) and ("/" in v or "\\" in v):
+            out[key] = v.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return out
+
+
 def defaults(cls: type) -> dict:
     """``{field name: default}`` of an options dataclass (what the CLI shows)."""
     return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
@@ -273,6 +333,15 @@ def _is_number(value: Any) -> bool:
 def _positive_int(name: str, value: Any, *, minimum: int = 1) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise InputError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+
+
+def _size(name: str, value: Any, minimum: int, opts: Any) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and value < minimum:
+        layers = tuple(opts.content_layers) + tuple(opts.style_layers)
+        deepest = max(layers, key=lambda n: min_side((n,)))
+        raise InputError(f"{name}: expected an integer >= {minimum} (layer {deepest} needs {minimum} px on each "
+                         f"side), got {value!r}")
+    _positive_int(name, value, minimum=minimum)
 
 
 def _positive_float(name: str, value: Any) -> None:
@@ -335,19 +404,25 @@ class TrainOptions:
     resume: Optional[str] = opt(None, "Continue from this checkpoint (its weights, optimiser state and step).")
     device: str = device_opt()
     precision: str = precision_opt()
+    max_pixels: int = max_pixels_opt()
+
+    @property
+    def min_size(self) -> int:
+        """The smallest side (px) the content and style layers work on (see :func:`min_side`)."""
+        return max(min_side(tuple(self.content_layers) + tuple(self.style_layers)), 16)
 
     def validated(self) -> "TrainOptions":
         """Return self after checking every value; raises InputError naming the first bad option."""
-        _positive_int("size", self.size, minimum=16)
+        _validate_shared(self)
+        _size("size", self.size, self.min_size, self)
         _positive_int("steps", self.steps, minimum=0)
         _positive_int("epochs", self.epochs, minimum=0)
         if self.steps == 0 and self.epochs == 0:
             raise InputError("steps: give --steps or --epochs (both are 0)")
         _positive_int("batch_size", self.batch_size)
         _positive_float("learning_rate", self.learning_rate)
-        _validate_shared(self)
         if self.style_size is not None:
-            _positive_int("style_size", self.style_size, minimum=16)
+            _size("style_size", self.style_size, self.min_size, self)
         _choice("arch", self.arch, TRANSFORMER_ARCHS)
         _positive_int("checkpoint_every", self.checkpoint_every, minimum=0)
         _positive_int("preview_every", self.preview_every, minimum=0)

@@ -20,7 +20,8 @@ PACKAGE = Path(styletx.__file__).resolve().parent
 #: Layers, bottom first: a module may import only modules of its own layer or below (and never in a cycle).
 LAYERS: List[Tuple[str, ...]] = [
     ("styletx._version", "styletx.errors"),
-    ("styletx.atomic", "styletx.options", "styletx.results", "styletx.runtime", "styletx.tensors"),
+    ("styletx.atomic", "styletx.options", "styletx.paths", "styletx.memory", "styletx.results", "styletx.runtime",
+     "styletx.tensors"),
     ("styletx.cache", "styletx.color", "styletx.losses", "styletx.temporal"),
     ("styletx.device",),
     ("styletx.features", "styletx.io"),
@@ -28,7 +29,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ("styletx.export",),
     ("styletx.api",),
     ("styletx.video",),
-    ("styletx.cli", "styletx"),
+    ("styletx.cli", "styletx.process", "styletx"),
 ]
 #: Function-level imports are for optional dependencies only.
 OPTIONAL = {"onnxruntime", "onnx", "onnxscript", "av"}

@@ -131,8 +131,10 @@ def test_array_dtypes_and_channels():
     assert t.shape == (1, 3, 1, 3)
     assert t[0, :, 0, 0].tolist() == [0.0] * 3 and t[0, :, 0, 2].tolist() == [1.0] * 3
     assert t[0, 0, 0, 1].item() == pytest.approx(32768 / 65535, abs=1e-6)
-    f = load_image(np.array([[[-1.0, 0.25, 2.0]]])).tensor  # floats are clamped into [0, 1]
+    f = load_image(np.array([[[-0.2, 0.25, 1.3]]])).tensor  # floats just outside [0, 1] are clamped into it
     assert px(f, 0, 0) == [0.0, 0.25, 1.0]
+    with pytest.raises(ImageError, match=r"divide by 255"):  # 0..255 floats: refused, never clipped to white
+        load_image(np.array([[[10.0, 128.0, 255.0]]]))
     ga = np.array([[[100, 0]]], dtype=np.uint8)  # gray + fully transparent alpha -> background
     assert px(load_image(ga, background=(0.0, 0.5, 1.0)).tensor, 0, 0) == [0.0, 0.5, 1.0]
     with pytest.raises(ImageError, match=r"<array>: unsupported dtype int64"):

@@ -15,7 +15,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .. import device as devices
+from .. import device as devices, memory
+from ..errors import InputError
 from ..losses import (
     LossTerms,
     gram_matrix,
@@ -28,7 +29,7 @@ from ..options import StylizeOptions
 from ..results import Iterate, RunRecord
 from ..tensors import resize_longest, resize_to
 
-__all__ = ["scale_sizes", "optimize_image", "choose_precision_for", "PROBE_SIZE"]
+__all__ = ["scale_sizes", "plan_sizes", "memory_needed", "optimize_image", "choose_precision_for", "PROBE_SIZE"]
 
 MIN_AUTO_SCALE = 256  # px: the smallest scale that auto multi-scale goes down to
 MAX_NONFINITE_RESTORES = 3
@@ -67,6 +68,91 @@ def scale_sizes(size: int, scales: int) -> List[int]:
     return [max(16, round(size / 2**k)) for k in reversed(range(scales))]
 
 
+def _shorter(h: int, w: int, longest: int) -> int:
+    """The shorter side of an h x w image resized so that its longest side is ``longest`` (as resize_longest)."""
+    return max(1, round(min(h, w) * longest / max(h, w)))
+
+
+def _style_longest(h: int, w: int, longest: int, options: StylizeOptions) -> int:
+    """Longest side of a style image at the scale of ``longest``: ``style_scale`` times it, enlarged where the
+    style's shorter side would be below the layers' minimum."""
+    need = math.ceil(options.min_size * max(h, w) / min(h, w))
+    return max(round(longest * options.style_scale), need)
+
+
+def plan_sizes(content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]], options: StylizeOptions, *,
+               names: Optional[Sequence[str]] = None) -> Tuple[List[int], List[str]]:
+    """The longest side of each scale (coarse to fine) for a content of ``content_hw`` (h, w), and notes.
+
+    Refuses (InputError, one line naming the image) a content or style so small or thin that, at the output
+    size, its shorter side would be below what the layers need (``options.min_size``); drops coarse scales
+    that would be (noted when the scales were asked for). ``names``: the content's and the styles' names.
+    """
+    need = options.min_size
+    names = list(names) if names else ["content"] + [f"style {i + 1}" for i in range(len(style_hws))]
+    h, w = (int(v) for v in content_hw)
+    short = _shorter(h, w, options.size)
+    if short < need:
+        smallest = math.ceil(need * max(h, w) / min(h, w))
+        fix = (f"use --size {smallest} or more" if smallest <= 4 * max(options.size, 1024)
+               else "the picture is too thin: crop or pad it")
+        raise InputError(f"{names[0]}: {w}x{h} px at --size {options.size} has a side of {short} px; "
+                         f"the layers need at least {need} px on each side: {fix}")
+    for (sh, sw), name in zip(style_hws, names[1:]):
+        longest = round(options.size * options.style_scale)
+        if _shorter(sh, sw, longest) < need and _style_longest(sh, sw, options.size, options) > 4 * longest:
+            raise InputError(f"{name}: {sw}x{sh} px is too thin for a style: at {longest} px its shorter side is "
+                             f"{_shorter(sh, sw, longest)} px, the layers need {need} px; crop it")
+    sizes: List[int] = []
+    for longest in scale_sizes(options.size, options.scales):
+        if _shorter(h, w, longest) >= need and longest not in sizes:
+            sizes.append(longest)
+    notes = []
+    if options.scales and len(sizes) < options.scales:
+        notes.append(f"scales: {len(sizes)} of the {options.scales} asked for fit (coarser ones would be under "
+                     f"{need} px on a side)")
+    return sizes, notes
+
+
+def memory_needed(content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]], options: StylizeOptions,
+                  bytes_per_pixel: float) -> float:
+    """Bytes the optimisation needs at its final scale (the largest): the backbone's saved activations and their
+    gradients (``bytes_per_pixel``, measured by :func:`styletx.memory.saved_bytes_per_pixel`, times 3 for the
+    backward pass and its workspace), the optimiser's state (L-BFGS keeps 100 pairs of image-sized vectors) and
+    a few copies of the image; or, when larger, the style's features at its size."""
+    h, w = content_hw
+    pixels = _shorter(h, w, options.size) * options.size
+    history = 100 * 2 * 3 * 4 if options.optimizer == "lbfgs" else 2 * 3 * 4
+    run = pixels * (3 * bytes_per_pixel + history + 16 * 3 * 4)
+    sides = [(sh, sw, _style_longest(sh, sw, options.size, options)) for sh, sw in style_hws]
+    styles = [longest * _shorter(sh, sw, longest) for sh, sw, longest in sides]
+    style_phase = max(styles, default=0) * (bytes_per_pixel + 3 * 4)
+    return max(run, style_phase) + pixels * 3 * 4
+
+
+def _check_memory(content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]], options: StylizeOptions,
+                  extractor: torch.nn.Module, device: torch.device) -> None:
+    """Refuse before any work a run that cannot fit in the device's available memory (one line with the largest
+    --size, or --style-scale, that fits)."""
+    bpp = memory.saved_bytes_per_pixel(
+        lambda x: extractor(x.contiguous(memory_format=torch.channels_last)), device, extractor)
+    needed = memory_needed(content_hw, style_hws, options, bpp)
+
+    def advice(budget: float) -> str:
+        at_scale_one = memory_needed(content_hw, style_hws, options.with_(style_scale=1.0), bpp)
+        if options.style_scale > 1 and at_scale_one <= budget:
+            best = memory.largest_fitting(
+                lambda n: memory_needed(content_hw, style_hws, options.with_(style_scale=max(n, 1) / 100), bpp),
+                budget, round(options.style_scale * 100))
+            return f"the largest --style-scale that fits is about {best / 100:g}"
+        best = memory.largest_fitting(
+            lambda n: memory_needed(content_hw, style_hws, options.with_(size=max(n, 16)), bpp), budget, options.size)
+        return f"the largest --size that fits is about {best}" if best >= options.min_size else "it cannot fit here"
+
+    memory.check_fits(needed, device, f"a {options.size} px run ({options.optimizer}, {options.style_scale:g}x style)",
+                      advice)
+
+
 def _style_targets(
     extractor: torch.nn.Module,
     styles: Sequence[Tensor],
@@ -75,12 +161,15 @@ def _style_targets(
     longest: int,
     bf16: bool,
     device: torch.device,
+    options: StylizeOptions,
 ) -> Dict[str, Tensor]:
-    """Blended target Gram matrices {layer: (1, C, C) float32} of the styles resized to ``longest`` px."""
+    """Blended target Gram matrices {layer: (1, C, C) float32} of the styles at the scale of ``longest`` px
+    (``style_scale`` times it, enlarged where a style's shorter side would be too small for the layers)."""
     grams: Dict[str, Tensor] = {}
     with torch.no_grad():
         for style, weight in zip(styles, blend):
-            x = resize_longest(style.to(device), longest).contiguous(memory_format=torch.channels_last)
+            side = _style_longest(int(style.shape[-2]), int(style.shape[-1]), longest, options)
+            x = resize_longest(style.to(device), side).contiguous(memory_format=torch.channels_last)
             with devices.autocast(bf16, device):
                 feats = extractor(x)
             for name in layers:
@@ -132,10 +221,15 @@ def optimize_image(
     options = options.validated()
     record = record or RunRecord()
     device = next((b.device for b in extractor.buffers()), None) or next(extractor.parameters()).device
+    content_hw = (int(content.shape[-2]), int(content.shape[-1]))
+    style_hws = [(int(s.shape[-2]), int(s.shape[-1])) for s in styles]
+    sizes, notes = plan_sizes(content_hw, style_hws, options)
+    _check_memory(content_hw, style_hws, options, extractor, device)
+    record.notes.extend(notes)
     choice = choose_precision_for(extractor, options.precision, device)
     bf16 = choice.bf16
     record.device, record.precision, record.precision_reason = str(device), choice.name, choice.describe()
-    record.sizes = scale_sizes(options.size, options.scales)
+    record.sizes = sizes
     style_layer_weights = normalised_layer_weights(options.style_layers, options.style_layer_weights)
     content_layer_weights = normalised_layer_weights(options.content_layers, None)
     blend = normalised_layer_weights([str(i) for i in range(len(styles))], options.style_blend_weights)
@@ -144,17 +238,20 @@ def optimize_image(
     start = time.perf_counter()
     image: Optional[Tensor] = None
     best: Optional[Tensor] = None
+    best_loss = math.inf
+    scale = 0
     steps_done = 0
     total_steps = sum(_scale_iterations(options.iterations, k, len(record.sizes)) for k in range(len(record.sizes)))
     try:
         for k, longest in enumerate(record.sizes):
+            scale = k
             target = resize_longest(content.to(device), longest)
             if image is None:
                 image = _initial_image(options.init, target, options.seed, init_image)
             else:
                 image = resize_to(best if best is not None else image, target.shape[-2:]).clamp(0, 1)
-            style_size = max(16, round(longest * options.style_scale))
-            grams = _style_targets(extractor, styles, blend_weights, options.style_layers, style_size, bf16, device)
+            grams = _style_targets(extractor, styles, blend_weights, options.style_layers, longest, bf16, device,
+                                   options)
             with torch.no_grad(), devices.autocast(bf16, device):
                 content_feats = extractor(target.contiguous(memory_format=torch.channels_last))
             content_targets = {name: content_feats[name].float() for name in options.content_layers}
@@ -242,11 +339,25 @@ def optimize_image(
     except KeyboardInterrupt:
         record.interrupted = True
         record.notes.append(f"interrupted after {steps_done} steps: kept the best image so far")
+        if math.isfinite(best_loss):
+            record.best_loss = best_loss
         if best is None:
             best = image if image is not None else resize_longest(content, record.sizes[-1])
     record.seconds = time.perf_counter() - start
     result = best if best is not None else image
-    return result.detach().float().clamp(0, 1).contiguous().cpu(), record
+    result = result.detach().float().clamp(0, 1).contiguous().cpu()
+    if record.interrupted and scale < len(record.sizes) - 1:
+        full_h, full_w = _final_hw(content_hw, record.sizes[-1])
+        record.notes.append(f"interrupted at scale {scale + 1} of {len(record.sizes)}: the image is "
+                            f"{result.shape[-1]}x{result.shape[-2]} px, not the {full_w}x{full_h} asked for")
+    return result, record
+
+
+def _final_hw(content_hw: Tuple[int, int], longest: int) -> Tuple[int, int]:
+    """(h, w) of the content resized so that its longest side is ``longest`` (as resize_longest computes it)."""
+    h, w = content_hw
+    scale = longest / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 def _scale_iterations(iterations: int, k: int, n_scales: int) -> int:

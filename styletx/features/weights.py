@@ -28,6 +28,7 @@ import torch
 
 from ..atomic import atomic_open
 from ..errors import WeightsError
+from ..paths import file_problem, same_file
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -140,19 +141,29 @@ def sha256_of(path: PathLike) -> str:
     return _HASH_CACHE[key]
 
 
+def in_hub_cache(path: PathLike) -> bool:
+    """Whether ``path`` is in the torch hub cache (where styletx downloads to): only such a file is ours to
+    tell the user to delete; any other is the user's own."""
+    return same_file(Path(path).parent, hub_checkpoints_dir())
+
+
+def _remedy(p: Path, entry: Optional[WeightFile]) -> str:
+    url = entry.url if entry is not None else "its source"
+    if in_hub_cache(p):
+        return f"it is a damaged download: delete it and it is fetched again from {url}"
+    return f"it is not the published file: get {p.name} from {url} (your file is left as it is)"
+
+
 def verify(path: PathLike, entry: WeightFile) -> None:
     """Raise WeightsError unless the file's sha256 (and size, when known) match the table entry."""
     p = Path(path)
     if entry.size is not None and p.stat().st_size != entry.size:
-        raise WeightsError(
-            f"weight file {p} has {p.stat().st_size} bytes, expected {entry.size}: delete it and fetch it again "
-            f"from {entry.url}"
-        )
+        raise WeightsError(f"weight file {p} has {p.stat().st_size} bytes, expected {entry.size}: {_remedy(p, entry)}")
     digest = sha256_of(p)
     if not digest.startswith(entry.sha256):
         raise WeightsError(
             f"weight file {p} fails its hash check (sha256 {digest[:16]}..., expected "
-            f"{_sha_text(entry)}): delete it and fetch it again from {entry.url}"
+            f"{_sha_text(entry)}): {_remedy(p, entry)}"
         )
 
 
@@ -169,8 +180,9 @@ def find_weights(arch: str, explicit: Optional[PathLike] = None) -> Optional[Pat
     entry = known_file(arch)
     if explicit is not None:
         p = Path(explicit).expanduser()
-        if not p.is_file():
-            raise WeightsError(f"weights: file {p} not found")
+        problem = file_problem(p)  # a FIFO or a device would block: refused before opening
+        if problem is not None:
+            raise WeightsError(f"weights: file {p} not found" if problem == "no such file" else f"weights: {p}: {problem}")
         if p.name in _BY_NAME:
             verify(p, _BY_NAME[p.name])
         return p
@@ -234,13 +246,15 @@ def load_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
     Raises WeightsError naming the file when it is missing, unreadable, corrupt or not a state dict.
     """
     p = Path(path)
+    problem = file_problem(p)
+    if problem is not None:
+        raise WeightsError(f"weight file {p} not found" if problem == "no such file" else f"weight file {p}: {problem}")
     try:
         sd = torch.load(p, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"weight file {p} not found") from None
     except Exception as exc:
         why = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise WeightsError(f"weight file {p} cannot be read ({why}); delete it and fetch it again") from None
+        remedy = "; it is a damaged download: delete it and it is fetched again" if in_hub_cache(p) else ""
+        raise WeightsError(f"weight file {p} cannot be read ({why}){remedy}") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):

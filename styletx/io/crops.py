@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ImageError
-from .image import load_image
+from .image import MAX_PIXELS, load_image
 
 __all__ = ["ImageCrops"]
 
@@ -21,8 +21,9 @@ class ImageCrops:
     random factor in [1, 1.25] for variety), then cropped at a random place. Unreadable files are skipped and
     counted (``skipped``, ``skipped_files``); if every file fails, ImageError."""
 
-    def __init__(self, files: Sequence[Path], size: int, *, seed: int = 0) -> None:
+    def __init__(self, files: Sequence[Path], size: int, *, seed: int = 0, max_pixels: int = MAX_PIXELS) -> None:
         self.files = list(files)
+        self.max_pixels = max_pixels
         self.size = int(size)
         self.rng = random.Random(seed)
         self.bad: Dict[Path, str] = {}
@@ -54,7 +55,7 @@ class ImageCrops:
         while True:
             path = self._next_file()
             try:
-                img = load_image(path).tensor
+                img = load_image(path, max_pixels=self.max_pixels).tensor
             except (ImageError, OSError) as e:
                 self.bad[path] = str(e).split(": ", 1)[-1][:120]
                 continue

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 from ..errors import InputError
+from ..paths import file_problem
 
 __all__ = ["IMAGE_SUFFIXES", "list_images", "default_output_path", "output_paths", "ensure_folder"]
 
@@ -33,10 +34,11 @@ def list_images(sources: Sequence[PathLike], *, recursive: bool = True) -> List[
                 and not any(part.startswith(".") for part in q.relative_to(p).parts)
             )
             out.extend(found)
-        elif p.is_file():
-            out.append(p)
         else:
-            raise InputError(f"{p}: no such file or folder")
+            problem = file_problem(p, folder_ok=True)  # a FIFO or a device would block: refused before opening
+            if problem is not None:
+                raise InputError(f"{p}: {problem}")
+            out.append(p)
     return out
 
 

@@ -16,14 +16,16 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from ..atomic import atomic_open, one_line as _one_line
+from ..atomic import atomic_path, one_line as _one_line, write_or_rescue
 from ..errors import ImageError, InputError, StyletxWarning
+from ..options import DEFAULT_MAX_PIXELS
+from ..paths import check_writable_folder, file_problem
 from ..tensors import resize_to, to_pil
 
 __all__ = [
@@ -39,7 +41,11 @@ __all__ = [
 ]
 
 #: Largest image (width * height) :func:`load_image` decodes unless told otherwise: 100 megapixels.
-MAX_PIXELS: int = 100_000_000
+MAX_PIXELS: int = DEFAULT_MAX_PIXELS
+
+#: A float array or tensor whose values reach beyond [-0.5, 1.5] is refused: it is almost surely 0..255 data
+#: (or normalised with a mean and deviation), which clamping would turn into a white or black picture.
+FLOAT_RANGE_TOLERANCE = 0.5
 
 #: File extension -> Pillow format name, for :func:`save_image`.
 SAVE_FORMATS: dict[str, str] = {
@@ -157,10 +163,9 @@ def _load_file(path: Path, name: str, max_pixels: int) -> tuple[torch.Tensor, to
 
 def _open(path: Path, name: str) -> Image.Image:
     """Open (read the header only), turning every failure into a one-line ImageError naming the file."""
-    if not path.exists():
-        raise ImageError(f"{name}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{name}: is a folder, not an image file")
+    problem = file_problem(path)  # a FIFO or a device would block or never end: refused before opening
+    if problem is not None:
+        raise ImageError(f"{name}: {'is a folder, not an image file' if problem.startswith('is a folder') else problem}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
@@ -180,7 +185,7 @@ def _check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
     if pixels > max_pixels:
         raise ImageError(
             f"{name}: {width}x{height} = {pixels:,} pixels exceeds the limit of {max_pixels:,} "
-            "(possible decompression bomb); raise max_pixels to allow it"
+            "(possible decompression bomb); raise the limit with --max-pixels (max_pixels=) to allow it"
         )
 
 
@@ -296,8 +301,12 @@ def _from_array(arr: np.ndarray, name: str, max_pixels: int) -> tuple[torch.Tens
         f = a.astype(np.float32) / 255.0
     elif a.dtype == np.uint16:
         f = a.astype(np.float32) / 65535.0
-    elif a.dtype == np.bool_ or np.issubdtype(a.dtype, np.floating):
-        f = np.nan_to_num(a.astype(np.float32)).clip(0.0, 1.0)
+    elif a.dtype == np.bool_:
+        f = a.astype(np.float32)
+    elif np.issubdtype(a.dtype, np.floating):
+        f = a.astype(np.float32)
+        _check_float_values(name, torch.from_numpy(f))
+        f = f.clip(0.0, 1.0)
     else:
         raise ImageError(f"{name}: unsupported dtype {a.dtype}; use uint8, uint16 or float in [0, 1]")
     t = torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1)))[None]
@@ -317,11 +326,28 @@ def _from_tensor(t: torch.Tensor, name: str, max_pixels: int) -> tuple[torch.Ten
     _check_pixels(name, x.shape[2], x.shape[1], max_pixels)
     if x.dtype == torch.uint8:
         x = x.float() / 255.0
-    elif x.dtype.is_floating_point or x.dtype == torch.bool:
-        x = x.float().nan_to_num(0.0).clamp(0.0, 1.0)
+    elif x.dtype == torch.bool:
+        x = x.float()
+    elif x.dtype.is_floating_point:
+        x = x.float()
+        _check_float_values(name, x)
+        x = x.clamp(0.0, 1.0)
     else:
         raise ImageError(f"{name}: unsupported dtype {x.dtype}; use float in [0, 1] or uint8")
     return _split_channels(x[None])
+
+
+def _check_float_values(name: str, x: torch.Tensor) -> None:
+    """Refuse float pixel data that is not finite, or not in [0, 1] give or take FLOAT_RANGE_TOLERANCE (values
+    just outside, such as a bicubic overshoot, are clamped)."""
+    if not bool(torch.isfinite(x).all()):
+        raise ImageError(f"{name}: contains NaN or infinite values; expected finite floats in [0, 1]")
+    if x.numel() == 0:
+        return
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -FLOAT_RANGE_TOLERANCE or hi > 1.0 + FLOAT_RANGE_TOLERANCE:
+        hint = "; for 0..255 data divide by 255 or pass uint8" if hi > 1.0 + FLOAT_RANGE_TOLERANCE else ""
+        raise ImageError(f"{name}: float values in [{lo:.4g}, {hi:.4g}], expected [0, 1]{hint}")
 
 
 def _split_channels(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -353,6 +379,7 @@ def save_image(
     overwrite: bool = False,
     metadata: Mapping[str, str] | None = None,
     alpha: torch.Tensor | None = None,
+    rescue: bool = False,
 ) -> Path:
     """Write ``image`` ((1, 3, H, W) / (3, H, W) tensor in [0, 1], PIL image or LoadedImage) to ``path``; return it.
 
@@ -361,17 +388,27 @@ def save_image(
     PNG/TIFF/WebP; JPEG drops it with a warning. ``metadata`` (str -> str, keys 1..79 Latin-1 characters) goes
     into PNG text chunks, EXIF UserComment (JPEG, WebP) or the TIFF ImageDescription, as read by
     :func:`read_metadata`. The write is atomic: a temporary file in the same folder, then a rename; nothing is
-    left behind on failure. An existing file is never replaced unless ``overwrite``.
+    left behind on failure. An existing file is never replaced unless ``overwrite``. An image with non-finite
+    values (NaN, inf) is refused, never written as black. ``rescue``: when the write fails while writing (disk
+    full), keep the picture in :func:`styletx.atomic.rescue_dir` and say where in the error.
     """
-    path = check_output_path(path, overwrite=overwrite)
+    path = check_output_path(path, overwrite=overwrite, probe=False)
     name = str(path)
     fmt = _save_format(path)
     meta = _check_metadata(metadata)
+    _check_finite(image, name)
     pil = _output_pil(image, alpha, fmt, name)
     params = _save_params(fmt, meta)
-    try:
-        with atomic_open(path, overwrite=overwrite) as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             pil.save(f, format=fmt, **params)
+
+    try:
+        if rescue:
+            write_or_rescue(path, write, overwrite=overwrite)
+        else:
+            from_atomic_path(path, write, overwrite)
     except ImageError:
         raise
     except InputError as e:  # the writer's one-line message (folder, clobbering, disk full), as an image error
@@ -381,21 +418,40 @@ def save_image(
     return path
 
 
-def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Check that an image can be written to ``path`` (known extension, folder exists, no clobbering); return it.
+def from_atomic_path(path: Path, write: Callable[[Path], None], overwrite: bool) -> None:
+    """``write(temporary path)`` through the atomic writer (no rescue)."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        write(tmp)
+
+
+def _check_finite(image: object, name: str) -> None:
+    tensor = image.tensor if isinstance(image, LoadedImage) else image
+    if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise ImageError(f"{name}: not written: the image has NaN or infinite values")
+
+
+def check_output_path(path: str | os.PathLike, *, overwrite: bool = False, probe: bool = True) -> Path:
+    """Check that an image can be written to ``path`` (not a folder, known extension, folder exists and is
+    writable, no clobbering); return it. ``probe``: prove the folder writable by creating and removing a
+    temporary file in it.
 
     Called before long runs so that a bad output path fails at once, not after the work.
     """
     path = Path(path)
     name = str(path)
+    if path.is_dir():
+        raise ImageError(f"{name}: is a folder; give a file name such as {str(path / 'out.png')!r}")
     _save_format(path)
     folder = path.parent
     if not folder.is_dir():
         raise ImageError(f"{name}: output folder {str(folder)!r} does not exist")
-    if path.is_dir():
-        raise ImageError(f"{name}: is a folder, not a file name")
     if not overwrite and os.path.lexists(path):
         raise ImageError(f"{name}: exists; use --overwrite (overwrite=True) to replace it")
+    if probe:
+        try:
+            check_writable_folder(folder, name)
+        except InputError as e:
+            raise ImageError(str(e)) from None
     return path
 
 

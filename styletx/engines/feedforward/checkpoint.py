@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 
 from ..._version import __version__
-from ...atomic import atomic_open
+from ...atomic import one_line, write_or_rescue
 from ...errors import CheckpointError, InputError
+from ...paths import file_problem
 from .net import ArchConfig, TransformerNet, build_network
 
 __all__ = [
@@ -97,8 +98,35 @@ def convert_pytorch_examples(state: Mapping[str, Tensor], *, name: str = "state_
     return config, clean
 
 
+def check_state(state: Any, name: str) -> None:
+    """CheckpointError (one line naming the file and the first problem) unless ``state`` is a non-empty
+    mapping of names to finite tensors."""
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{name}: not a usable checkpoint: its state_dict is a {type(state).__name__}, "
+                              "not a mapping of tensors")
+    if not state:
+        raise CheckpointError(f"{name}: not a usable checkpoint: its state_dict is empty")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, Tensor):
+            raise CheckpointError(f"{name}: not a usable checkpoint: state_dict entry {key!r} is a "
+                                  f"{type(value).__name__}, not a tensor")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{name}: not a usable checkpoint: weights {key} contain NaN or infinite values")
+
+
 def load_state(net: TransformerNet, state: Mapping[str, Tensor], name: str) -> None:
-    result = net.load_state_dict(dict(state), strict=False)
+    """Load ``state`` into ``net``: CheckpointError (one line, the first problem) on a missing, unexpected or
+    misshapen tensor, or on NaN/inf weights."""
+    check_state(state, name)
+    own = net.state_dict()
+    for key, value in state.items():
+        if key in own and tuple(value.shape) != tuple(own[key].shape):
+            raise CheckpointError(f"{name}: not a usable checkpoint: weights {key} have shape {tuple(value.shape)}, "
+                                  f"architecture {net.config.name!r} needs {tuple(own[key].shape)}")
+    try:
+        result = net.load_state_dict(dict(state), strict=False)
+    except RuntimeError as e:
+        raise CheckpointError(f"{name}: not a usable checkpoint ({one_line(e)})") from None
     problems = []
     if result.missing_keys:
         problems.append(f"missing {', '.join(result.missing_keys[:4])}" + (" ..." if len(result.missing_keys) > 4 else ""))
@@ -113,8 +141,9 @@ def load_state(net: TransformerNet, state: Mapping[str, Tensor], name: str) -> N
 def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     """Read a checkpoint file (no code execution: ``weights_only``); raises CheckpointError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    problem = file_problem(path)  # a FIFO or a device would block: refused before opening
+    if problem is not None:
+        raise CheckpointError(f"{path}: {'no such checkpoint file' if problem == 'no such file' else problem}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -124,6 +153,13 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
             why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: cannot read the checkpoint ({why})") from None
     if isinstance(obj, Mapping) and obj.get("format") == "styletx-transformer":
+        if not isinstance(obj.get("arch"), Mapping):
+            raise CheckpointError(f"{path}: not a usable checkpoint: its architecture is a "
+                                  f"{type(obj.get('arch')).__name__}, not a mapping")
+        check_state(obj.get("state_dict"), str(path))
+        for key in ("meta", "training_state"):
+            if obj.get(key) is not None and not isinstance(obj[key], Mapping):
+                raise CheckpointError(f"{path}: not a usable checkpoint: its {key} is a {type(obj[key]).__name__}")
         return dict(obj)
     if _is_state_dict(obj):
         return {"state_dict": dict(obj)}
@@ -148,11 +184,22 @@ def checkpoint_dict(net: TransformerNet, meta: Mapping[str, Any],
 
 
 def write_checkpoint(path: Union[str, Path], ckpt: Mapping[str, Any], *, overwrite: bool = False) -> Path:
-    """Write a checkpoint dict atomically (the one writer); refuses to replace a file unless ``overwrite``."""
+    """Write a checkpoint dict atomically (the one writer); refuses to replace a file unless ``overwrite``. When
+    the write fails while writing (disk full), the checkpoint is kept in the rescue folder and the InputError
+    says where (:func:`styletx.atomic.write_or_rescue`)."""
     path = Path(path)
-    with atomic_open(path, overwrite=overwrite) as f:
-        torch.save(dict(ckpt), f)
-    return path
+    return write_or_rescue(path, lambda tmp: torch.save(dict(ckpt), tmp), overwrite=overwrite)
+
+
+def config_from(arch: Any, path: Union[str, Path]) -> ArchConfig:
+    """The :class:`ArchConfig` a checkpoint's ``arch`` describes: CheckpointError (one line) on a field of the wrong
+    type, out of range (:data:`~.net.ARCH_LIMITS`) or unknown."""
+    if not isinstance(arch, Mapping):
+        raise CheckpointError(f"{path}: not a usable checkpoint: its architecture is a {type(arch).__name__}")
+    try:
+        return ArchConfig.from_dict(arch)
+    except (TypeError, ValueError, InputError) as e:
+        raise CheckpointError(f"{path}: not a usable checkpoint: bad architecture ({one_line(e)})") from None
 
 
 def network_from_checkpoint(path: Union[str, Path]) -> Tuple[TransformerNet, Dict[str, Any], Dict[str, Any]]:
@@ -165,15 +212,15 @@ def network_from_checkpoint(path: Union[str, Path]) -> Tuple[TransformerNet, Dic
         version = ckpt.get("format_version", 1)
         if not isinstance(version, int) or version > CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path}: checkpoint format {version} is newer than this styletx reads; upgrade")
-        try:
-            config = ArchConfig.from_dict(ckpt["arch"])
-        except (TypeError, InputError) as e:
-            raise CheckpointError(f"{path}: bad architecture description ({e})") from None
+        config = config_from(ckpt["arch"], path)
         meta = dict(ckpt.get("meta") or {})
         meta["styletx_version"] = ckpt.get("styletx")
         source = "styletx"
     elif all(k in state for k in _PYTORCH_EXAMPLES_KEYS):
-        config, state = convert_pytorch_examples(state, name=str(path))
+        try:
+            config, state = convert_pytorch_examples(state, name=str(path))
+        except (InputError, IndexError) as e:
+            raise CheckpointError(f"{path}: not a usable checkpoint ({one_line(e)})") from None
         meta = {"source": "pytorch/examples fast_neural_style", "style": {"name": path.stem}}
         source = "pytorch-examples"
     else:

@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ... import color, device as devices
+from ... import color, device as devices, memory
 from ...errors import InputError
-from ...tensors import from_pil, pad_to_multiple, rescale, to_pil
+from ...tensors import from_pil, pad_to_multiple, padded_size, rescale, to_pil
 from . import checkpoint as ckpt
 from .backends import BackendChoice, choose_backend
 from .net import ArchConfig, TransformerNet, build_network
@@ -53,6 +53,7 @@ class FeedForwardModel:
         self.precision = precision
         self._choice: Optional[BackendChoice] = None
         self._compiled = False  # whether compile() chose the backend in force
+        self._bytes_per_pixel: Optional[float] = None
 
     # --- description
     @property
@@ -177,10 +178,13 @@ class FeedForwardModel:
                 )
             batch = x if x.dim() == 4 else x.unsqueeze(0)
             origin = x.device
+            if not bool(torch.isfinite(batch).all()):
+                raise InputError("stylize: the tensor has NaN or infinite values; expected finite floats in [0, 1]")
         elif isinstance(x, Image.Image):
             batch, origin = from_pil(x), torch.device("cpu")
         else:
             raise InputError(f"stylize: expected a tensor or a PIL image, got {type(x).__name__}")
+        self._check_memory(batch, size, content_scale, batch_size)
         batch = rescale(batch.to(self.device, torch.float32), size, content_scale)
         outs = [self._forward(batch[i : i + batch_size]) for i in range(0, batch.shape[0], batch_size)]
         y = torch.cat(outs) if len(outs) > 1 else outs[0]
@@ -194,6 +198,30 @@ class FeedForwardModel:
         return y if x.dim() == 4 else y[0]
 
     __call__ = stylize
+
+    def _check_memory(self, batch: Tensor, size: Optional[int], content_scale: Optional[float],
+                      batch_size: int) -> None:
+        """Refuse, before resizing, a pass that cannot fit: every layer's output for each image of a forward
+        pass (measured per pixel on this network), plus the resized batch and its result."""
+        n, h, w = int(batch.shape[0]), int(batch.shape[-2]), int(batch.shape[-1])
+        if self._bytes_per_pixel is None:
+            self._bytes_per_pixel = memory.output_bytes_per_pixel(self.net)
+
+        def needed(longest: Optional[int], factor: Optional[float]) -> float:
+            f = (longest / max(h, w)) if longest is not None else (factor if factor is not None else 1.0)
+            th, tw = padded_size(max(1, round(h * f)), max(1, round(w * f)), self.net.multiple, self.net.min_size)
+            per_image = th * tw
+            return min(n, batch_size) * per_image * self._bytes_per_pixel + 2 * n * per_image * 3 * 4
+
+        def advice(budget: float) -> str:
+            best = memory.largest_fitting(lambda s: needed(max(s, 1), None), budget, max(h, w) * 16)
+            return f"the largest size (longest side) that fits is about {best} px" + (
+                " with --batch-size 1" if batch_size > 1 and n > 1 else "")
+
+        want = size if size is not None else None
+        memory.check_fits(needed(want, content_scale), self.device,
+                          f"stylising {n} image(s) of {w}x{h} px" + (f" at {size} px" if size else "")
+                          + (f" scaled {content_scale:g}x" if content_scale else ""), advice)
 
     # --- checkpoints
     def checkpoint(self, *, training_state: Optional[Mapping[str, Any]] = None, **meta: Any) -> Dict[str, Any]:

@@ -36,6 +36,14 @@ _EPS = 1e-5
 
 # --------------------------------------------------------------------------------------------- architectures
 
+#: Upper bounds of the architecture fields a checkpoint may ask for: 16x the largest known network's channels,
+#: blocks and kernels (a checkpoint asking for 100000 channels would allocate tens of GB before failing).
+ARCH_LIMITS = {"channels": 2048, "res_blocks": 64, "kernel": 31, "unshuffle": 16, "value_range": 65535.0}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
 
 @dataclass(frozen=True)
 class ArchConfig:
@@ -56,18 +64,29 @@ class ArchConfig:
     input_skip: bool = False
 
     def validated(self) -> "ArchConfig":
-        if len(self.channels) != 3 or any((not isinstance(c, int)) or c < 1 for c in self.channels):
-            raise InputError(f"arch channels: expected three positive integers, got {self.channels!r}")
-        if not isinstance(self.res_blocks, int) or self.res_blocks < 0:
-            raise InputError(f"arch res_blocks: expected an integer >= 0, got {self.res_blocks!r}")
+        """Self after checking every field's type and range (caps: :data:`ARCH_LIMITS`), else InputError."""
+        if not isinstance(self.name, str) or not self.name:
+            raise InputError(f"arch name: expected a name, got {self.name!r}")
+        if not isinstance(self.channels, (tuple, list)) or len(self.channels) != 3 or not all(
+                _is_int(c) and 1 <= c <= ARCH_LIMITS["channels"] for c in self.channels):
+            raise InputError(f"arch channels: expected three integers in [1, {ARCH_LIMITS['channels']}], "
+                             f"got {self.channels!r}")
+        if not _is_int(self.res_blocks) or not 0 <= self.res_blocks <= ARCH_LIMITS["res_blocks"]:
+            raise InputError(f"arch res_blocks: expected an integer in [0, {ARCH_LIMITS['res_blocks']}], "
+                             f"got {self.res_blocks!r}")
         for name in ("kernel_in", "kernel_out"):
             k = getattr(self, name)
-            if not isinstance(k, int) or k < 1 or k % 2 == 0:
-                raise InputError(f"arch {name}: expected an odd positive integer, got {k!r}")
-        if not isinstance(self.unshuffle, int) or self.unshuffle < 1:
-            raise InputError(f"arch unshuffle: expected an integer >= 1, got {self.unshuffle!r}")
-        if not (self.value_range > 0):
-            raise InputError(f"arch value_range: expected a number > 0, got {self.value_range!r}")
+            if not _is_int(k) or not 1 <= k <= ARCH_LIMITS["kernel"] or k % 2 == 0:
+                raise InputError(f"arch {name}: expected an odd integer in [1, {ARCH_LIMITS['kernel']}], got {k!r}")
+        if not _is_int(self.unshuffle) or not 1 <= self.unshuffle <= ARCH_LIMITS["unshuffle"]:
+            raise InputError(f"arch unshuffle: expected an integer in [1, {ARCH_LIMITS['unshuffle']}], "
+                             f"got {self.unshuffle!r}")
+        vr = self.value_range
+        if isinstance(vr, bool) or not isinstance(vr, (int, float)) or not 0 < vr <= ARCH_LIMITS["value_range"]:
+            raise InputError(f"arch value_range: expected a number in (0, {ARCH_LIMITS['value_range']}], got {vr!r}")
+        for name in ("separable", "input_skip"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"arch {name}: expected true or false, got {getattr(self, name)!r}")
         return self
 
     def as_dict(self) -> Dict[str, Any]:
@@ -82,8 +101,8 @@ class ArchConfig:
         if unknown:
             raise CheckpointError(f"unknown architecture option(s) in checkpoint: {', '.join(unknown)}")
         values = dict(d)
-        if "channels" in values:
-            values["channels"] = tuple(int(c) for c in values["channels"])
+        if isinstance(values.get("channels"), list):
+            values["channels"] = tuple(values["channels"])
         return cls(**values).validated()
 
 

@@ -17,15 +17,15 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol
 import torch
 from torch import Tensor
 
-from ... import device as devices
+from ... import device as devices, memory
 from ...errors import CheckpointError, InputError
 from ...features import extractor_for
 from ...losses import gram_matrix, normalised_layer_weights, target_scaled_weights, total_loss
-from ...options import TrainOptions, as_plain_dict
+from ...options import TrainOptions, as_plain_dict, names_only
 from ...tensors import resize_longest
 from . import checkpoint as ckpt
 from .model import FeedForwardModel
-from .net import ArchConfig, TransformerNet, build_network
+from .net import TransformerNet, build_network
 
 __all__ = ["train_network", "TrainProgress", "TrainResult", "Batches"]
 
@@ -87,7 +87,7 @@ def _resume_state(resume: Path) -> tuple:
     data = ckpt.read_checkpoint(resume)
     if "arch" not in data:
         raise CheckpointError(f"{resume}: can only resume a styletx checkpoint")
-    net = TransformerNet(ArchConfig.from_dict(data["arch"]))
+    net = TransformerNet(ckpt.config_from(data["arch"], resume))
     ckpt.load_state(net, data["state_dict"], str(resume))
     history = list((data.get("meta") or {}).get("loss_history") or [])
     return net, data.get("training_state") or {}, history
@@ -126,6 +126,7 @@ def train_network(
             net, tstate, history = build_network(opts.arch, seed=opts.seed), {}, []
     start_step = int(tstate.get("step", 0))
     net = net.to(device).train()
+    _check_memory(net, extractor, opts, device)
     choice = _training_precision(net, extractor, opts.precision, device, opts.size)
     bf16 = choice.bf16
 
@@ -149,7 +150,8 @@ def train_network(
     if opts.steps > 0 and opts.epochs > 0:
         total = min(total, opts.epochs * steps_per_epoch)
 
-    meta_base = {**dict(meta or {}), "train": as_plain_dict(opts), "backbone": dict(extractor.description)}
+    meta_base = {**dict(meta or {}), "train": names_only(as_plain_dict(opts)),
+                 "backbone": names_only(dict(extractor.description))}
     model = FeedForwardModel(net, meta=meta_base, device=device, precision="fp32")
     replace_ok = overwrite or (resume is not None and output is not None and output.exists()
                                and output.resolve() == resume.resolve())
@@ -220,6 +222,28 @@ def train_network(
         device=str(device), precision=choice.name, precision_reason=choice.describe(),
         backbone=meta_base["backbone"],
     )
+
+
+def _check_memory(net: TransformerNet, extractor: torch.nn.Module, opts: TrainOptions, device: torch.device) -> None:
+    """Refuse before any work a training run whose steps cannot fit in the device's available memory: what the
+    network and the backbone keep for the backward pass (measured per pixel) times the batch, times 3 for the
+    gradients and workspace."""
+    both = torch.nn.ModuleList([net, extractor])
+    bpp = memory.saved_bytes_per_pixel(lambda x: extractor(net(x)), device, both)
+    style_side = opts.style_size or opts.size
+
+    def needed(size: int, batch: int) -> float:
+        return batch * size * size * (3 * bpp + 64) + style_side ** 2 * bpp
+
+    def advice(budget: float) -> str:
+        batch = memory.largest_fitting(lambda n: needed(opts.size, max(n, 1)), budget, opts.batch_size)
+        if batch >= 1:
+            return f"the largest --batch-size that fits is {batch}"
+        size = memory.largest_fitting(lambda n: needed(max(n, 1), 1), budget, opts.size)
+        return f"the largest --size that fits (with --batch-size 1) is about {size}"
+
+    memory.check_fits(needed(opts.size, opts.batch_size), device,
+                      f"training at {opts.size} px with batches of {opts.batch_size}", advice)
 
 
 def _training_precision(net: TransformerNet, extractor: torch.nn.Module, precision: str, device: torch.device,
