@@ -110,11 +110,12 @@ def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_path(path: PathLike, *, overwrite: bool = False, interruptible: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to (for writers that want a file name, such as
     ONNX or TorchScript savers); on a clean exit it is synced and moved into place, on any exception (Ctrl-C
     included) it is removed. Raises InputError (one line naming the file) when the folder is missing or not
-    writable, or when ``path`` exists and ``overwrite`` is False."""
+    writable, or when ``path`` exists and ``overwrite`` is False. ``interruptible``: a long streaming write (a
+    video) whose caller handles Ctrl-C itself and finishes the file: interrupts are not deferred until it ends."""
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(f"{path}: output folder {str(path.parent)!r} does not exist")
@@ -122,7 +123,7 @@ def atomic_path(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
         raise InputError(f"{path}: is a folder, not a file name")
     if not overwrite and os.path.lexists(path):
         raise InputError(f"{path}: exists; use --overwrite (overwrite=True) to replace it")
-    with _under_way():
+    with contextlib.nullcontext() if interruptible else _under_way():
         tmp = _new_temp(path)
         try:
             yield tmp

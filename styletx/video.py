@@ -220,7 +220,7 @@ def stylize_video(
     timings = {"stylise": 0.0, "flicker": 0.0, "score": 0.0}
     last_time = 0.0
     try:
-        with atomic_path(out, overwrite=overwrite) as tmp:
+        with atomic_path(out, overwrite=overwrite, interruptible=True) as tmp:
             decoder = _Decoder(source, opts, depth=2 * batch + 2)
             writer: Optional[vio.VideoWriter] = None
             encoder: Optional[_Encoder] = None
