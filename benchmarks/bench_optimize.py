@@ -1,22 +1,41 @@
-"""Optimisation step time: styletx's engine against a plain eager fp32 reference, measured in the same run.
+"""Optimisation step time: styletx's engine in fp32, bf16 and ``auto`` against a plain eager fp32 reference,
+measured in the same run; and (``--quality-steps``) whether bf16 changes the picture.
 
 The reference is the tutorial loop: torchvision VGG19 cut after relu5_1, ImageNet normalisation, content and
 style targets computed once, a Gram matrix and an MSE per layer, L-BFGS over the pixels (clamped after each
 step, as the tutorial does), fp32, NCHW; same loss weights and target scaling as styletx's defaults.
 Both use VGG19 with the same seeded random weights (no pretrained weights are needed) and the same
-content/style layers. Prints seconds per step for each, their ratio (ours / reference: lower is better), and
-the quality scores of both results after the same number of steps (styletx.metrics).
+content/style layers.
 
-    python benchmarks/bench_optimize.py                 # 256 and 512 px, 20 timed steps each
+Quality (``--quality-steps N``): the reference, fp32 and bf16 results after N steps are scored with
+``styletx.metrics``, and the mean absolute pixel difference between the fp32 and bf16 pictures is printed beside
+a control: fp32 again on the content nudged below 8-bit precision, i.e. how far the optimisation moves anyway.
+
+The run uses a fresh, empty cache folder (``$STYLETX_CACHE_DIR``), so ``auto`` is really measured: first the
+precision policy's probe is timed alone (``choose_precision_for`` with the empty cache: what a user's first run
+pays), then ``auto`` runs with that verdict, as every later run would. ``--probes N`` repeats the probe in
+other empty folders to show whether its verdict is stable on a noisy machine.
+
+Timing: every round runs the reference and styletx fp32, bf16 and auto once each (in a new random order);
+each run's seconds per step is the median of its steps after the first; ratios (ours / reference: lower is
+better) are taken within a round, and the medians over rounds are printed. Then one line says whether auto is
+within noise of the faster of fp32/bf16.
+
+    python benchmarks/bench_optimize.py                 # 256 and 512 px, 10 steps a run, 3 rounds
     python benchmarks/bench_optimize.py --sizes 256 --steps 40 --quality-steps 100
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import random
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -27,13 +46,24 @@ sys.path.insert(0, str(ROOT))
 
 import styletx  # noqa: E402
 from styletx import metrics  # noqa: E402
-from styletx.image import load_image, resize_longest, to_pil  # noqa: E402
+from styletx.api import prepare_extractor  # noqa: E402
+from styletx.device import ENV_PRECISION, PrecisionChoice  # noqa: E402
+from styletx.engines.optimize import PROBE_SIZE, choose_precision_for  # noqa: E402
+from styletx.io.image import load_image  # noqa: E402
 from styletx.options import DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT  # noqa: E402
+from styletx.options import StylizeOptions  # noqa: E402
+from styletx.tensors import resize_longest, to_pil  # noqa: E402
 
 CONTENT_LAYER = 22  # relu4_2 in torchvision's vgg19.features
 STYLE_LAYERS = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+CANDIDATES = ("fp32", "bf16", "auto")
+#: auto counts as "as fast" when its median time is within this fraction of the faster one's (or the rounds' spread)
+TOLERANCE = 0.05
+
+
+# ------------------------------------------------------------------------------------------------ reference
 
 
 def reference_vgg(seed: int) -> torch.nn.Sequential:
@@ -60,8 +90,8 @@ def gram(f: torch.Tensor) -> torch.Tensor:
     return m @ m.transpose(1, 2) / (c * h * w)
 
 
-def run_reference(content: torch.Tensor, style: torch.Tensor, steps: int, seed: int) -> tuple:
-    """The plain loop; returns (seconds per step after the first, result image)."""
+def run_reference(content: torch.Tensor, style: torch.Tensor, steps: int, seed: int) -> Tuple[List[float], torch.Tensor]:
+    """The plain loop; returns (seconds of each step, result image)."""
     net = reference_vgg(seed)
     with torch.no_grad():
         c_target = reference_features(net, content)[CONTENT_LAYER]
@@ -89,58 +119,154 @@ def run_reference(content: torch.Tensor, style: torch.Tensor, steps: int, seed: 
         with torch.no_grad():
             img.clamp_(0, 1)
         times.append(time.perf_counter() - t0)
-    return sum(times[1:]) / max(1, len(times) - 1), img.detach()
+    return times, img.detach()
 
 
-def run_ours(content: torch.Tensor, style: torch.Tensor, steps: int, seed: int, precision: str) -> tuple:
-    stamps = []
+# ------------------------------------------------------------------------------------------------ styletx
+
+
+def run_ours(content: torch.Tensor, style: torch.Tensor, steps: int, seed: int,
+             precision: str) -> Tuple[List[float], "styletx.StylizeResult"]:
+    """styletx's engine at one scale; returns (seconds of each step, the result with its record)."""
+    stamps: List[float] = [0.0]
     result = styletx.stylize(
         content, style, size=max(content.shape[-2:]), iterations=steps, scales=1, backbone="vgg19",
         weights=None, seed=seed, device="cpu", precision=precision, output="tensor",
         callback=lambda it: stamps.append(it.elapsed),
     )
-    per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
-    return per_step, result.image
+    return [b - a for a, b in zip(stamps, stamps[1:])], result
+
+
+def per_step(times: Sequence[float]) -> float:
+    """Seconds per step: the median of the steps after the first (the first also computes the targets)."""
+    return statistics.median(times[1:] if len(times) > 1 else times)
+
+
+def measure_probe(seed: int, folder: Path) -> Tuple[float, PrecisionChoice]:
+    """Seconds the precision policy takes to decide with an empty cache in ``folder``, and its verdict."""
+    os.environ["STYLETX_CACHE_DIR"] = str(folder)
+    opts = StylizeOptions(backbone="vgg19", weights=None, seed=seed).validated()
+    extractor = prepare_extractor(opts, torch.device("cpu"))
+    t0 = time.perf_counter()
+    choice = choose_precision_for(extractor, "auto", torch.device("cpu"))
+    return time.perf_counter() - t0, choice
+
+
+def probes(seed: int, count: int, root: Path) -> None:
+    """Time the probe ``count`` times, each in a new empty cache folder; the first folder stays the run's cache."""
+    for i in range(count):
+        seconds, choice = measure_probe(seed, root / f"cache{i}")
+        print(f"probe {i + 1} ({PROBE_SIZE} px VGG19 forward+backward, empty cache): {seconds:.2f} s -> "
+              f"{choice.describe()}")
+    os.environ["STYLETX_CACHE_DIR"] = str(root / "cache0")
+
+
+# ------------------------------------------------------------------------------------------------ verdicts
+
+
+def _spread(values: Sequence[float]) -> str:
+    return f"rounds {min(values):.2f}-{max(values):.2f}" if len(values) > 1 else "1 round"
+
+
+def auto_verdict(times: Dict[str, List[float]], picked: str) -> str:
+    """Whether auto (which ran ``picked``) is within noise of the faster of fp32/bf16: their per-round ratio's
+    median must be at most 1 + max(TOLERANCE, half the range of that ratio over the rounds)."""
+    faster = min(("fp32", "bf16"), key=lambda k: statistics.median(times[k]))
+    ratios = [a / b for a, b in zip(times["auto"], times[faster])]
+    med = statistics.median(ratios)
+    tol = max(TOLERANCE, (max(ratios) - min(ratios)) / 2)
+    verdict = "within noise: auto is as fast" if med <= 1.0 + tol else "NOT within noise: auto is slower"
+    if picked != faster:
+        verdict += f" (auto ran {picked}, the policy's verdict above, where {faster} timed faster)"
+    return f"auto / faster of fp32 and bf16 ({faster}): {med:.2f}x ({_spread(ratios)}), tolerance {tol * 100:.0f}%: {verdict}"
+
+
+def time_size(content: torch.Tensor, style: torch.Tensor, size: int, args: argparse.Namespace) -> None:
+    """Interleaved rounds at one size; prints times, ratios to the reference and the auto verdict."""
+    names = ("reference",) + CANDIDATES
+    times: Dict[str, List[float]] = {k: [] for k in names}
+    auto_reason, picked = "", ""
+    for r in range(args.rounds):
+        for name in random.Random(r).sample(names, len(names)):  # a new order each round
+            if name == "reference":
+                times[name].append(per_step(run_reference(content, style, args.steps, args.seed)[0]))
+            else:
+                steps, result = run_ours(content, style, args.steps, args.seed, name)
+                times[name].append(per_step(steps))
+                if name == "auto":
+                    auto_reason, picked = result.record.precision_reason, result.record.precision
+        print(f"{size}px  round {r + 1} [load {os.getloadavg()[0]:.2f}]: "
+              + "  ".join(f"{k} {times[k][-1]:.3f}" for k in names) + " s/step")
+    ref = times["reference"]
+    print(f"{size}px  reference (eager fp32 NCHW)  {statistics.median(ref):.3f} s/step (median of {args.rounds})")
+    for name in CANDIDATES:
+        ratios = [t / rt for t, rt in zip(times[name], ref)]
+        label = f"auto -> {auto_reason}" if name == "auto" else name
+        print(f"{size}px  styletx {name:<4}  {statistics.median(times[name]):.3f} s/step  ratio "
+              f"{statistics.median(ratios):.2f} ({_spread(ratios)})" + (f"  [{label}]" if name == "auto" else ""))
+    print(f"{size}px  {auto_verdict(times, picked)}")
+
+
+# ------------------------------------------------------------------------------------------------ quality
+
+
+def nudged(content: torch.Tensor, seed: int) -> torch.Tensor:
+    """The content with uniform noise of +-0.4/255 added: the same picture once stored in 8 bits."""
+    noise = torch.rand(content.shape, generator=torch.Generator().manual_seed(seed + 1)) - 0.5
+    return (content + noise * (0.8 / 255)).clamp(0, 1)
+
+
+def _difference(name: str, a: "styletx.StylizeResult", b: "styletx.StylizeResult") -> str:
+    d = (a.image - b.image).abs()
+    rel = abs(b.record.best_loss - a.record.best_loss) / a.record.best_loss
+    return (f"|{name}|: mean {float(d.mean()):.4f} ({float(d.mean()) * 255:.1f} of 255), p99 "
+            f"{float(d.flatten().quantile(0.99)):.3f}, max {float(d.max()):.3f}; best losses {a.record.best_loss:.4f}"
+            f" and {b.record.best_loss:.4f} ({rel * 100:.1f}% apart)")
+
+
+def quality(content: torch.Tensor, style: torch.Tensor, size: int, args: argparse.Namespace) -> None:
+    """Scores of the reference, fp32 and bf16 after the same steps, how far the bf16 picture is from fp32's, and
+    (the control) how far fp32's moves when the content changes below 8-bit precision."""
+    _, ref_img = run_reference(content, style, args.quality_steps, args.seed)
+    runs = {name: run_ours(content, style, args.quality_steps, args.seed, name)[1] for name in ("fp32", "bf16")}
+    runs["fp32-nudged"] = run_ours(nudged(content, args.seed), style, args.quality_steps, args.seed, "fp32")[1]
+    images = {"reference": ref_img.clamp(0, 1), **{f"styletx-{k}": r.image for k, r in runs.items()}}
+    out = Path(tempfile.gettempdir())
+    for name, img in images.items():
+        s = metrics.score(img, content, style)
+        print(f"{size}px  {name:<19} after {args.quality_steps} steps: "
+              + "  ".join(f"{k} {v:.4f}" for k, v in s.items()))
+        to_pil(img).save(out / f"bench_{name}_{size}.png")
+    print(f"{size}px  {_difference('fp32 picture - bf16 picture', runs['fp32'], runs['bf16'])}")
+    print(f"{size}px  control, fp32 on a content nudged by +-0.4/255 (the same 8-bit picture): "
+          f"{_difference('fp32 - fp32 nudged', runs['fp32'], runs['fp32-nudged'])}")
+    print(f"{size}px  pictures: {out}/bench_{{{','.join(images)}}}_{size}.png")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per run")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each is kept")
+    parser.add_argument("--steps", type=int, default=10, help="steps per timed run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians over rounds are shown")
+    parser.add_argument("--probes", type=int, default=3, help="times the probe is measured (each: empty cache)")
     parser.add_argument("--quality-steps", type=int, default=0, help="also compare scores after this many steps")
     parser.add_argument("--content", default=str(ROOT / "examples" / "cat.jpg"))
     parser.add_argument("--style", default=str(ROOT / "examples" / "swirls.jpg"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_grad_enabled(True)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 on this CPU: "
-          f"{styletx.device.cpu_has_fast_bf16()}")
-    for size in args.sizes:
-        content = resize_longest(load_image(args.content).tensor, size)
-        style = resize_longest(load_image(args.style).tensor, size)
-        # Interleave the runs and keep each one's best round: the machine is shared and noisy.
-        best = {"reference": float("inf"), "fp32": float("inf"), "bf16": float("inf")}
-        for _ in range(args.rounds):
-            best["reference"] = min(best["reference"], run_reference(content, style, args.steps, args.seed)[0])
-            for precision in ("fp32", "bf16"):
-                best[precision] = min(best[precision], run_ours(content, style, args.steps, args.seed, precision)[0])
-        ref_s = best["reference"]
-        print(f"{size}px  reference (eager fp32 NCHW) {ref_s:.3f} s/step")
-        for precision in ("fp32", "bf16"):
-            print(f"{size}px  styletx precision={precision:<4} {best[precision]:.3f} s/step  "
-                  f"ratio {best[precision] / ref_s:.2f}")
-        auto = "bf16" if styletx.device.cpu_has_fast_bf16() else "fp32"
-        print(f"{size}px  styletx default (precision=auto -> {auto}): ratio {best[auto] / ref_s:.2f}")
-        if args.quality_steps:
-            _, ref_img = run_reference(content, style, args.quality_steps, args.seed)
-            _, ours_img = run_ours(content, style, args.quality_steps, args.seed, "auto")
-            _, ours_bf16 = run_ours(content, style, args.quality_steps, args.seed, "bf16")
-            for name, img in (("reference", ref_img), ("styletx", ours_img), ("styletx-bf16", ours_bf16)):
-                s = metrics.score(img, content, style)
-                print(f"{size}px  {name:<9} after {args.quality_steps} steps: "
-                      + "  ".join(f"{k} {v:.4f}" for k, v in s.items()))
-                to_pil(img).save(f"/tmp/bench_{name}_{size}.png")
+    if os.environ.pop(ENV_PRECISION, None):
+        print(f"${ENV_PRECISION} unset for this run, so that auto is measured")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
+          + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    with tempfile.TemporaryDirectory(prefix="styletx-bench-cache-") as root:
+        probes(args.seed, max(1, args.probes), Path(root))
+        for size in args.sizes:
+            content = resize_longest(load_image(args.content).tensor, size)
+            style = resize_longest(load_image(args.style).tensor, size)
+            time_size(content, style, size, args)
+            if args.quality_steps:
+                quality(content, style, size, args)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,26 @@
-"""Frames per second of the transformer networks against a plain eager fp32 reference, measured in the same run;
-and (``--quality``) the slim network's quality against the standard one after the same training.
+"""Frames per second of the feed-forward networks in every arithmetic and backend, against a plain eager fp32
+reference measured in the same run; and (``--quality``) the slim network's quality against the standard one
+after the same training.
 
-    python benchmarks/bench_transformer.py [--threads 2] [--reps 7] [--sizes 512x512 1280x720]
+    python benchmarks/bench_transformer.py [--threads 2] [--reps 5] [--sizes 512x512 1280x720]
     python benchmarks/bench_transformer.py --quality [--steps 200] [--train-size 128] [--batch-size 2]
 
 Speed. Reference: the standard architecture as a plain eager fp32 ``TransformerNet`` (NCHW, no rewrites,
-inference mode). Ours: the one inference path, ``Transformer.compile()`` then ``Transformer.stylize`` (on a CPU
-without native bf16 that is the ONNX Runtime backend; see docs/transformer.md), for ``standard`` and ``slim``;
-on the CPU also ``compile(backend="winograd")`` for ``standard``; and ours without ``compile()`` (eager torch).
-``compile()`` makes the process keep freed memory (``styletx.device.retain_freed_memory``), which speeds up the
-reference too: the ratios are to the reference measured after it, in the same rounds (the stricter figure);
-the reference before it (the default allocator) is printed beside them. Timings are interleaved (every candidate once per round) and the
-best of ``--reps`` rounds is kept, so other load on the machine hits all of them alike; ratios are to the
-reference of the same run. Also prints the max/mean absolute difference from the same network in eager fp32,
-and the frame rate of slim alone (best and median of ``--solo-reps`` runs).
-A GPU section runs only when CUDA is present.
+inference mode). Candidates, for ``standard`` and ``slim`` (``FeedForwardModel`` then ``stylize``): eager torch in
+fp32 and in bf16 (``precision="fp32"`` / ``"bf16"``, no ``compile()``); ``compile()`` with everything on auto
+(the precision policy and the backend choice measure at first use: the run uses a fresh, empty cache folder,
+``$STYLETX_CACHE_DIR``, so they really measure; the script prints what they picked, why, and what deciding cost);
+on the CPU also ``compile(backend="onnxruntime")`` and, for ``standard``, ``compile(backend="winograd")``. Then
+one line per network and size says whether auto is as fast as the fastest of the candidates it chooses among
+(eager fp32, eager bf16, ONNX Runtime) within noise.
+
+The process keeps freed memory (``styletx.runtime.retain_freed_memory``, as the CLI does), which speeds up the
+reference too: the ratios are to the reference measured after it, in the same rounds (the stricter figure); the
+reference before it (the default allocator) is printed beside them. Every round runs every candidate once (in a
+new random order), medians over ``--reps`` rounds are printed, and ratios are taken within a round, so
+other load on the machine hits all of them alike. Also prints the max/mean absolute difference from the same
+network in plain eager fp32, and the frame rate of slim alone (best and median of ``--solo-reps`` runs).
+A GPU section runs only when CUDA is present (there: eager fp32, eager bf16 and auto).
 
 Quality (``--quality``): trains ``standard``, the previous slim design (``slim-v1``: pixel-unshuffle 2) and
 ``slim`` with the same data (generated pictures), style (a generated pattern), steps, crop size, seed and the
@@ -27,21 +33,44 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 
-from styletx.transformer import ARCHITECTURES, ArchConfig, Transformer, build_network, fast_bf16, macs_per_pixel
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import styletx  # noqa: E402
+from styletx import metrics  # noqa: E402
+from styletx.device import ENV_PRECISION, bf16_supported  # noqa: E402
+from styletx.engines.feedforward.backends import onnxruntime_available  # noqa: E402
+from styletx.engines.feedforward.model import FeedForwardModel  # noqa: E402
+from styletx.engines.feedforward.net import ARCHITECTURES, ArchConfig, build_network, macs_per_pixel  # noqa: E402
+from styletx.features import extractor_for  # noqa: E402
+from styletx.io.image import load_image  # noqa: E402
+from styletx.losses import gram_matrix, normalised_layer_weights, target_scaled_weights, total_loss  # noqa: E402
+from styletx.options import TrainOptions  # noqa: E402
+from styletx.runtime import retain_freed_memory  # noqa: E402
+from styletx.tensors import resize_longest  # noqa: E402
 
 #: The slim design before 2026-11-26 (pixel-unshuffle 2); kept here to measure the redesign against.
 SLIM_V1 = ArchConfig("slim", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3,
                      unshuffle=2)
+#: The candidates ``compile()`` on auto chooses among (the precision policy, then the backend choice).
+AUTO_CHOOSES_AMONG = ("eager fp32", "eager bf16", "onnxruntime")
+#: auto counts as "as fast" when its median time is within this fraction of the fastest's (or the rounds' spread)
+TOLERANCE = 0.05
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _time(fn, x) -> float:
+def _time(fn: Runner, x: torch.Tensor) -> float:
     t = time.perf_counter()
     fn(x)
     return time.perf_counter() - t
@@ -65,89 +94,167 @@ def _net(arch: str):
     return net
 
 
-def bench_device(device: str, sizes, reps: int, solo_reps: int = 0) -> None:
-    torch.manual_seed(0)
-    ref_net = build_network("standard", seed=0).to(device).eval()
+def _noise(ratios: Sequence[float]) -> float:
+    """Half the range of per-round ratios (the highest and lowest dropped first when there are 5 or more)."""
+    r = sorted(ratios)
+    if len(r) >= 5:
+        r = r[1:-1]
+    return (r[-1] - r[0]) / 2
 
-    def reference(x):
-        with torch.inference_mode():
-            y = ref_net(x).clamp(0, 1)
+
+def _spread(values: Sequence[float]) -> str:
+    return f"rounds {min(values):.2f}-{max(values):.2f}" if len(values) > 1 else "1 round"
+
+
+# ------------------------------------------------------------------------------------------------ speed
+
+
+def _models(arch: str, device: str) -> Tuple[Dict[str, FeedForwardModel], FeedForwardModel, float]:
+    """The candidates for ``arch`` (their backends set up), the auto model, and seconds compile() on auto took."""
+    models = {"eager fp32": FeedForwardModel(_net(arch), device=device, precision="fp32")}
+    if bf16_supported(torch.device(device)):
+        models["eager bf16"] = FeedForwardModel(_net(arch), device=device, precision="bf16")
+    for m in models.values():
+        m.backend_choice  # sets up the eager backend (no measurement: the precision is forced)
+    auto = FeedForwardModel(_net(arch), device=device, precision="auto")
+    t0 = time.perf_counter()
+    auto.compile()
+    seconds = time.perf_counter() - t0
+    models["auto"] = auto
+    if device == "cpu" and onnxruntime_available():
+        models["onnxruntime"] = FeedForwardModel(_net(arch), device=device).compile(backend="onnxruntime")
+    if device == "cpu" and arch == "standard":
+        models["winograd"] = FeedForwardModel(_net(arch), device=device).compile(backend="winograd")
+    return models, auto, seconds
+
+
+def _runner(m: FeedForwardModel, device: str) -> Runner:
+    def run(x: torch.Tensor) -> torch.Tensor:
+        y = m.stylize(x)
         if device == "cuda":
             torch.cuda.synchronize()
         return y
+    return run
 
-    # The reference with the process's default allocator, before compile() changes it for everyone
-    # (styletx.device.retain_freed_memory); the ratios below use the reference measured after, in the same rounds.
+
+def _reference(device: str) -> Runner:
+    net = build_network("standard", seed=0).to(device).eval()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            y = net(x).clamp(0, 1)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return y
+    return run
+
+
+def _rounds(fns: Dict[str, Runner], x: torch.Tensor, reps: int) -> Dict[str, List[float]]:
+    """Seconds per call of every runner, ``reps`` interleaved rounds, each in a new (seeded) random order: a
+    fixed or rotated order would always run the same candidate after the same one (torch's OpenMP threads can
+    still be busy when the next candidate starts)."""
+    names = list(fns)
+    times: Dict[str, List[float]] = {k: [] for k in names}
+    for r in range(reps):
+        for name in random.Random(r).sample(names, len(names)):
+            times[name].append(_time(fns[name], x))
+    return times
+
+
+def _auto_verdict(arch: str, times: Dict[str, List[float]], picked: str) -> str:
+    """Whether auto (which runs ``picked``, one of AUTO_CHOOSES_AMONG) is within noise of the fastest candidate it
+    chooses among (per-round ratio's median at most 1 + max(TOLERANCE, the rounds' spread))."""
+    among = [k for k in AUTO_CHOOSES_AMONG if f"{arch} {k}" in times]
+    fastest = min(among, key=lambda k: statistics.median(times[f"{arch} {k}"]))
+    ratios = [a / b for a, b in zip(times[f"{arch} auto"], times[f"{arch} {fastest}"])]
+    med, tol = statistics.median(ratios), max(TOLERANCE, _noise(ratios))
+    verdict = "within noise: auto is as fast" if med <= 1.0 + tol else "NOT within noise: auto is slower"
+    if picked != fastest:
+        verdict += f" (auto runs {picked}; {fastest} timed fastest here)"
+    return (f"{arch}: auto time / fastest of {', '.join(among)} ({fastest}): {med:.2f}x ({_spread(ratios)}), "
+            f"tolerance {tol * 100:.0f}%: {verdict}")
+
+
+def _picked(m: FeedForwardModel) -> str:
+    """The candidate name of what a model runs: onnxruntime, or eager fp32/bf16 (torch)."""
+    return m.backend if m.backend != "torch" else f"eager {'bf16' if m.bf16 else 'fp32'}"
+
+
+def _describe_auto(arch: str, auto: FeedForwardModel, seconds: float) -> None:
+    info = auto.describe()
+    print(f"  {arch} auto: compile() took {seconds:.1f} s with an empty cache; backend {info['backend']}, "
+          f"{info['precision']}\n    precision: {info['precision_reason']}\n    backend:   {info['backend_reason']}")
+
+
+def _report(size: Tuple[int, int], times: Dict[str, List[float]], default_ref: float, outs: Dict[str, torch.Tensor],
+            exact: Dict[str, torch.Tensor]) -> None:
+    h, w = size
+    ref = times["reference"]
+    ref_s = statistics.median(ref)
+    print(f"  {w}x{h}: reference (eager fp32 standard) {1 / ref_s:6.2f} fps ({ref_s * 1e3:7.1f} ms, median); "
+          f"with the default allocator, before retain_freed_memory(): {default_ref * 1e3:.1f} ms")
+    for k, t in times.items():
+        if k == "reference":
+            continue
+        med = statistics.median(t)
+        ratios = [rt / ct for rt, ct in zip(ref, t)]
+        d = (outs[k] - exact[k.split()[0]]).abs()
+        print(f"  {w}x{h}: {k:20s} {1 / med:6.2f} fps ({med * 1e3:7.1f} ms)  ratio {statistics.median(ratios):5.2f}x "
+              f"({_spread(ratios)}; vs default-allocator reference {default_ref / med:5.2f}x)"
+              f"  |diff vs own fp32 eager| max {float(d.max()):.1e} mean {float(d.mean()):.1e}")
+
+
+def _solo(fns: Dict[str, Runner], x: torch.Tensor, size: Tuple[int, int], solo_reps: int) -> None:
+    h, w = size
+    for k in ("slim auto", "standard winograd"):
+        if k not in fns:
+            continue
+        n = solo_reps if k.startswith("slim") else max(3, solo_reps // 6)
+        times = sorted(_time(fns[k], x) for _ in range(n))
+        print(f"  {w}x{h}: {k} alone, {n} runs: best {1 / times[0]:.2f} fps, median "
+              f"{1 / times[len(times) // 2]:.2f} fps  [{_load()}]")
+
+
+def bench_device(device: str, sizes: Sequence[Tuple[int, int]], reps: int, solo_reps: int = 0) -> None:
+    """Every candidate on ``device`` at every size, interleaved with the reference."""
+    torch.manual_seed(0)
+    reference = _reference(device)
+    # The reference with the process's default allocator, before retain_freed_memory() changes it for everyone.
     default_ref = {}
     for h, w in sizes:
         x = torch.rand(1, 3, h, w, device=device)
         reference(x)
-        default_ref[(h, w)] = min(_time(reference, x) for _ in range(max(2, reps // 2)))
+        default_ref[(h, w)] = statistics.median(_time(reference, x) for _ in range(max(2, reps // 2)))
+    print(f"device {device}: retain_freed_memory() -> {retain_freed_memory()}")
 
-    compiled = {arch: Transformer(_net(arch), device=device, precision="auto") for arch in ("standard", "slim")}
-    eager = {arch: Transformer(_net(arch), device=device, precision="auto") for arch in ("standard", "slim")}
-    t0 = time.perf_counter()
-    for m in compiled.values():
-        m.compile()
-    winograd = None
-    if device == "cpu":
-        winograd = Transformer(_net("standard"), device=device).compile(backend="winograd")
-    print(f"device {device}: bf16 native={fast_bf16(torch.device(device))}; compile() took "
-          f"{time.perf_counter() - t0:.1f} s (winograd builds lazily, per size: see warm-up); "
-          + ", ".join(f"{a}: backend={m.backend}, {'bf16' if m.uses_bf16 else 'fp32'}, "
-                      f"{macs_per_pixel(a) / 1e3:.2f}k MAC/px" for a, m in compiled.items()))
-
-    def run(m):
-        def f(inp):
-            y = m.stylize(inp)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            return y
-        return f
+    fns: Dict[str, Runner] = {"reference": reference}
+    picked: Dict[str, str] = {}
+    for arch in ("standard", "slim"):
+        models, auto, seconds = _models(arch, device)
+        _describe_auto(arch, auto, seconds)
+        picked[arch] = _picked(auto)
+        print(f"  {arch}: {macs_per_pixel(arch) / 1e3:.2f}k MAC/px; candidates: "
+              + ", ".join(f"{k} ({m.backend}, {'bf16' if m.bf16 else 'fp32'})" for k, m in models.items()))
+        fns.update({f"{arch} {k}": _runner(m, device) for k, m in models.items()})
 
     for h, w in sizes:
         x = torch.rand(1, 3, h, w, device=device)
-        fns = {"reference": reference}
-        if winograd is not None:
-            fns["standard winograd"] = run(winograd)
-        for a in ("standard", "slim"):
-            fns[f"{a} compiled"] = run(compiled[a])
-            fns[f"{a} eager"] = run(eager[a])
         outs, warm = {}, {}
         for k, f in fns.items():  # warm-up (and the winograd build for this size)
             t0 = time.perf_counter()
             outs[k] = f(x)
             warm[k] = time.perf_counter() - t0
-        exact = {}
-        for a in ("standard", "slim"):
-            with torch.inference_mode():
-                exact[a] = _net(a).to(device).eval()(x).clamp(0, 1)
-        best = {k: float("inf") for k in fns}
+        with torch.inference_mode():
+            exact = {a: _net(a).to(device).eval()(x).clamp(0, 1) for a in ("standard", "slim")}
         load_before = _load()
-        for _ in range(reps):
-            for name, fn in fns.items():
-                best[name] = min(best[name], _time(fn, x))
-        ref_fps = 1.0 / best["reference"]
+        times = _rounds(fns, x, reps)
         print(f"  {w}x{h}: [{load_before} before, {_load()} after; first calls: "
               + ", ".join(f"{k} {v:.1f} s" for k, v in warm.items()) + "]")
-        print(f"  {w}x{h}: reference (eager fp32 standard) {ref_fps:6.2f} fps ({best['reference'] * 1e3:7.1f} ms); "
-              f"with the default allocator, before compile(): {default_ref[(h, w)] * 1e3:.1f} ms")
-        for k in fns:
-            if k == "reference":
-                continue
-            fps = 1.0 / best[k]
-            d = (outs[k] - exact[k.split()[0]]).abs()
-            print(f"  {w}x{h}: {k:17s} {fps:6.2f} fps ({best[k] * 1e3:7.1f} ms)  ratio {fps / ref_fps:5.2f}x"
-                  f" (vs default-allocator reference {default_ref[(h, w)] / best[k]:5.2f}x)"
-                  f"  |diff vs own fp32 eager| max {float(d.max()):.1e} mean {float(d.mean()):.1e}")
+        _report((h, w), times, default_ref[(h, w)], outs, exact)
+        for arch in ("standard", "slim"):
+            print(f"  {w}x{h}: {_auto_verdict(arch, times, picked[arch])}")
         if solo_reps:
-            for k in ("slim compiled", "standard winograd"):
-                if k not in fns:
-                    continue
-                n = solo_reps if k.startswith("slim") else max(3, solo_reps // 6)
-                times = sorted(_time(fns[k], x) for _ in range(n))
-                print(f"  {w}x{h}: {k} alone, {n} runs: best {1 / times[0]:.2f} fps, median "
-                      f"{1 / times[len(times) // 2]:.2f} fps  [{_load()}]")
+            _solo(fns, x, (h, w), solo_reps)
 
 
 # ------------------------------------------------------------------------------------------------ quality
@@ -186,13 +293,6 @@ def _style(size: int):
 
 
 def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) -> None:
-    from styletx import metrics
-    from styletx.features import extractor_for
-    from styletx.image import load_image, resize_longest
-    from styletx.losses import gram_matrix, normalised_layer_weights, target_scaled_weights, total_loss
-    from styletx.options import TrainOptions
-    from styletx.train import train
-
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     for i in range(24):
@@ -219,8 +319,8 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) ->
         ARCHITECTURES[arch] = config  # train() builds the network by name
         try:
             t0 = time.perf_counter()
-            res = train(style_path, data, workdir / f"{label}.pth", arch=arch, steps=steps, size=size, batch_size=batch,
-                        backbone="random", seed=0, checkpoint_every=0, overwrite=True)
+            res = styletx.train(style_path, data, workdir / f"{label}.pth", arch=arch, steps=steps, size=size,
+                                batch_size=batch, backbone="random", seed=0, checkpoint_every=0, overwrite=True)
             seconds = time.perf_counter() - t0
         finally:
             ARCHITECTURES[arch] = saved
@@ -243,9 +343,12 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) ->
                 scores[k] += s[k] / len(held_out)
         last = res.losses[-20:]
         rows.append({"label": label, "kmac": macs_per_pixel(config) / 1e3, "seconds": seconds,
-                     "train_total": sum(l["total"] for l in last) / len(last), **terms, **scores})
+                     "precision": res.precision_reason or res.precision, "inference": tf.describe()["precision_reason"],
+                     "train_total": sum(v["total"] for v in last) / len(last), **terms, **scores})
     print(f"quality: {steps} steps, {size} px crops, batch {batch}, backbone random (seed 0), Adam lr 1e-3, "
           f"default loss weights; held-out: 4 generated pictures at {eval_size} px")
+    for r in rows:
+        print(f"  {r['label']}: training in {r['precision']}; held-out inference in {r['inference']}")
     print("| network | kMAC/px | train s | train loss (last 20) | held-out content | held-out style | held-out total"
           " | content_ssim | color_distance | texture_distance |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -255,10 +358,22 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) ->
               f"| {r['texture_distance']:.4f} |")
 
 
+def speed(args: argparse.Namespace) -> None:
+    """The speed benchmark on the CPU, then on the GPU where CUDA is present."""
+    sizes = [tuple(int(v) for v in s.lower().split("x"))[::-1] for s in args.sizes]  # WxH -> (h, w)
+    print(f"medians of {args.reps} interleaved rounds")
+    bench_device("cpu", sizes, args.reps, args.solo_reps)
+    if torch.cuda.is_available():
+        print("GPU:")
+        bench_device("cuda", sizes, args.reps)
+    else:
+        print("GPU: skipped (no CUDA device)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=5, help="interleaved rounds; medians over rounds are shown")
     ap.add_argument("--sizes", nargs="+", default=["512x512", "1280x720"])
     ap.add_argument("--solo-reps", type=int, default=30, help="extra runs of slim alone (frame rate, not ratio)")
     ap.add_argument("--quality", action="store_true", help="train standard / slim-v1 / slim and compare quality")
@@ -269,23 +384,18 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="folder for data and checkpoints (default: a temporary one)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if os.environ.pop(ENV_PRECISION, None):
+        print(f"${ENV_PRECISION} unset for this run, so that auto is measured")
     print(f"styletx transformer benchmark: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{args.threads} threads (interop {torch.get_num_interop_threads()}), {_load()}")
-    if args.quality:
-        if args.workdir:
-            quality(args.steps, args.train_size, args.batch_size, args.eval_size, Path(args.workdir))
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="styletx-bench-") as tmp:
+        os.environ["STYLETX_CACHE_DIR"] = str(Path(tmp) / "cache")  # empty: auto measures
+        if args.quality:
+            quality(args.steps, args.train_size, args.batch_size, args.eval_size, Path(args.workdir or tmp))
         else:
-            with tempfile.TemporaryDirectory() as d:
-                quality(args.steps, args.train_size, args.batch_size, args.eval_size, Path(d))
-        return
-    sizes = [tuple(int(v) for v in s.lower().split("x"))[::-1] for s in args.sizes]  # WxH -> (h, w)
-    print(f"best of {args.reps} interleaved rounds")
-    bench_device("cpu", sizes, args.reps, args.solo_reps)
-    if torch.cuda.is_available():
-        print("GPU:")
-        bench_device("cuda", sizes, args.reps)
-    else:
-        print("GPU: skipped (no CUDA device)")
+            speed(args)
+    print(f"total {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -242,9 +242,20 @@ class RunCommand(click.Command):
         self.modes = {False: (self.params, self.callback, self.help),
                       True: (model_command.params, model_command.callback, model_command.help)}
 
-    def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
+    def make_context(self, info_name: Optional[str], args: List[str], parent: Optional[click.Context] = None,
+                     **extra: Any) -> click.Context:
         self.params, self.callback, self.help = self.modes[_has_model(args)]
-        return super().parse_args(ctx, args)
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except BaseException:  # usage errors, --help: the command is left as built
+            self.params, self.callback, self.help = self.modes[False]
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        finally:
+            self.params, self.callback, self.help = self.modes[False]
 
 
 COMMON_RUN_OPTIONS = [

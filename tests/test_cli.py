@@ -5,16 +5,24 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 from pathlib import Path
+from typing import Any, Optional
 
+import click
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import styletx.api
+import styletx.cli
 from conftest import make_image
 from styletx import __version__
 from styletx.cli import main
+from styletx.cli import run as run_command
+from styletx.cli import run_model as run_model_command
+from styletx.cli import train as train_command
+from styletx.errors import InputError
 from styletx.io.image import read_metadata
-from styletx.options import StylizeOptions, defaults
+from styletx.options import ModelOptions, StylizeOptions, TrainOptions
 
 FAST = ["--size", "32", "--iterations", "3", "--backbone", "random", "--scales", "1", "-q"]
 
@@ -178,10 +186,102 @@ def test_help_shows_defaults_and_example():
     assert "[default: 512]" in result.output and "[default: lbfgs]" in result.output
 
 
-def test_cli_flags_match_the_options_dataclass():
-    """The CLI is generated from StylizeOptions: every field has a flag with the same default."""
-    run = main.commands["run"]
-    params = {p.name: p for p in run.params}
-    for f in fields(StylizeOptions):
-        assert f.name in params, f"no --{f.name.replace('_', '-')} flag"
-        assert params[f.name].default == defaults(StylizeOptions)[f.name], f.name
+# ------------------------------------------------------------------ the CLI's defaults are the dataclasses'
+
+
+def _declared(cls: type) -> dict:
+    """Each field's default as the dataclass declares it (read with dataclasses.fields, not through styletx)."""
+    return {f.name: f.default for f in fields(cls)}
+
+
+def _as_shown(default: Any) -> Optional[str]:
+    """How --help should print a default: None not at all; tuples as the comma-separated text the flag takes, in
+    parentheses (click's way of showing a default given as text)."""
+    if default is None:
+        return None
+    return "(" + ",".join(str(v) for v in default) + ")" if isinstance(default, tuple) else str(default)
+
+
+COMMANDS = [(StylizeOptions, run_command), (ModelOptions, run_model_command), (TrainOptions, train_command)]
+
+
+@pytest.mark.parametrize("cls, command", COMMANDS, ids=["run", "run --model", "train"])
+def test_help_shows_each_dataclass_default(cls, command):
+    """What --help prints for every option (click's own help record) shows the dataclass's declared default."""
+    ctx = click.Context(command, info_name=command.name)
+    options = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    for name, default in _declared(cls).items():
+        assert name in options, f"{command.name}: no --{name.replace('_', '-')} flag for {cls.__name__}.{name}"
+        _, text = options[name].get_help_record(ctx)
+        shown = _as_shown(default)
+        if shown is None:
+            assert "[default:" not in text, (name, text)
+        else:
+            assert f"[default: {shown}]" in text, (name, text)
+
+
+def _captured(monkeypatch, api_function: str, *args: Any) -> dict:
+    """Run the CLI with the API function replaced by one that records its keywords, then stops the command."""
+    seen: dict = {}
+
+    def record(*positional: Any, **keywords: Any) -> None:
+        seen.update(keywords)
+        raise InputError("captured")
+
+    original = getattr(styletx.api, api_function)
+    monkeypatch.setattr(styletx.api, api_function, record)
+    for name, value in list(vars(styletx.cli).items()):  # the CLI's own references to it (`from .api import ...`)
+        if value is original:
+            monkeypatch.setattr(styletx.cli, name, record)
+    assert_one_line_error(invoke(*args), 2, "captured")
+    assert seen, f"the CLI did not call styletx.api.{api_function}"
+    return seen
+
+
+def test_run_passes_the_dataclass_defaults_to_the_api(pair, monkeypatch):
+    content, style = pair
+    seen = _captured(monkeypatch, "stylize", "run", content, style)
+    declared = _declared(StylizeOptions)
+    assert {k: seen.get(k, "<not passed>") for k in declared} == declared
+    typed = _captured(monkeypatch, "stylize", "run", content, style, "--style-layers", "relu1_1,relu3_1",
+                      "--style-weight", "5", "--weights", "none")
+    assert typed["style_layers"] == ("relu1_1", "relu3_1") and typed["style_weight"] == 5.0
+    assert typed["weights"] is None
+
+
+def test_run_model_passes_the_dataclass_defaults_to_the_api(pair, monkeypatch, tmp_path):
+    content, _ = pair
+    seen = _captured(monkeypatch, "stylize_files", "run", "--model", tmp_path / "m.pth", content)
+    declared = _declared(ModelOptions)
+    assert {k: seen.get(k, "<not passed>") for k in declared} == declared
+    assert not set(seen) & (set(_declared(StylizeOptions)) - set(declared))  # no optimisation-only option
+
+
+def test_train_passes_the_dataclass_defaults_to_the_api(pair, monkeypatch, tmp_path):
+    _, style = pair
+    seen = _captured(monkeypatch, "train", "train", "--style", style, "--data", tmp_path)
+    declared = _declared(TrainOptions)
+    assert {k: seen.get(k, "<not passed>") for k in declared} == declared
+
+
+def test_run_model_help_and_flags_are_its_own(pair, tmp_path):
+    """`run --model` lists only the options that apply (no --iterations, no 512 px default size), and refuses
+    an optimisation flag in one line."""
+    content, _ = pair
+    result = invoke("run", "--model", tmp_path / "m.pth", "--help")
+    assert result.exit_code == 0
+    flags = {"--" + name.replace("_", "-") for name in _declared(ModelOptions)}
+    for flag in flags:
+        assert flag in result.output
+    for name in set(_declared(StylizeOptions)) - set(_declared(ModelOptions)):
+        assert "--" + name.replace("_", "-") + " " not in result.output, name
+    assert "[default: 512]" not in result.output
+    assert_one_line_error(invoke("run", "--model", tmp_path / "m.pth", content, "--iterations", "5"), 2,
+                          "--iterations")
+
+
+def test_run_model_leaves_the_run_command_as_it_found_it(pair, tmp_path):
+    content, _ = pair
+    before = invoke("--help").output
+    invoke("run", "--model", tmp_path / "m.pth", content, "--iterations", "5")  # parsed, then refused
+    assert invoke("--help").output == before

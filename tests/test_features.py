@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models import vgg as tv_vgg
 
+import make_golden as golden
 from styletx import features as ft
 from styletx.features import weights as wts
 from styletx.errors import InputError, StyletxWarning, WeightsError
@@ -369,3 +370,12 @@ def test_random_backbone_variants_keep_the_interface():
         assert out["relu4_2"].shape[2:] == (5, 6) and out["relu1_1"].shape[2:] == (40, 48)
     with pytest.raises(ValueError, match="feed"):
         ft.RandomNetConfig(feed="tree")
+
+
+@pytest.mark.parametrize("case", sorted(golden.CASES["features"]))
+def test_seeded_backbone_features_match_the_stored_values(case):
+    """Stored features (tests/golden/features.json, written by ``python tests/make_golden.py``) of the weight-free
+    backbone (every default content and style layer) and of VGG19 with seeded random weights, on a seeded
+    input: fails when a backbone's layers, its filters' initialisation or its seed handling change.
+    atol 1e-4: fp32 on any CPU, only the kernels' summation order differs (measured <= 1.3e-6)."""
+    golden.assert_matches(golden.compute("features", case), golden.load("features")[case], atol=1e-4, rtol=1e-5)

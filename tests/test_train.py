@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from conftest import make_image
 from styletx.errors import InputError
 from styletx.options import TrainOptions, build
 from styletx.api import train
+from styletx.cli import main
 from styletx.engines.feedforward.model import load_transformer
 
 FAST = dict(size=32, batch_size=2, backbone="random", arch="slim", learning_rate=1e-3, checkpoint_every=0)
@@ -56,7 +58,9 @@ def test_loss_goes_down_and_checkpoint_round_trips(tmp_path, data, style):
     assert tf.meta["train"]["steps"] == 12 and tf.meta["train"]["backbone"] == "random"
     assert tf.meta["losses"]["total"] == pytest.approx(totals[-1])
     x = torch.rand(1, 3, 29, 31)
-    assert torch.allclose(tf.stylize(x), result.transformer.stylize(x), atol=1e-6)
+    trained = result.transformer.stylize(x)
+    assert (trained - x).abs().mean() > 1e-3  # slim starts as the identity: training moved it away
+    assert torch.allclose(tf.stylize(x), trained, atol=1e-6)
 
 
 def test_resume_continues_the_step_count(tmp_path, data, style):
@@ -80,10 +84,7 @@ def test_options_are_validated_with_their_names(tmp_path, data, style):
     empty.mkdir()
     with pytest.raises(InputError, match="no images"):
         train(style, empty, tmp_path / "x.pth", steps=1, **FAST)
-    # flags the CLI generates map to these field names
-    names = {f for f in TrainOptions.__dataclass_fields__}
-    assert {"size", "steps", "batch_size", "backbone", "arch", "style_size", "epochs", "seed",
-            "checkpoint_every", "preview_every", "resume"} <= names
+    assert not (tmp_path / "x.pth").exists()
 
 
 def test_epochs_bound_the_run(tmp_path, data, style):
@@ -91,20 +92,7 @@ def test_epochs_bound_the_run(tmp_path, data, style):
     assert result.steps == 2 and result.path is None  # 3 image files / batch 2 = 2 steps per epoch
 
 
-def _cli_commands():
-    try:
-        from styletx.cli import main
-    except Exception:  # pragma: no cover
-        return None, set()
-    return main, set(getattr(main, "commands", {}))
-
-
 def test_cli_train_then_run_writes_a_stylised_image(tmp_path, data, style):
-    main, commands = _cli_commands()
-    if not {"train", "run"} <= commands:
-        pytest.skip("styletx train is not registered in the CLI yet")
-    from click.testing import CliRunner
-
     runner = CliRunner()
     model = tmp_path / "m.pth"
     res = runner.invoke(main, ["train", "--style", str(style), "--data", str(data), "-o", str(model), "--size", "32",
@@ -117,7 +105,6 @@ def test_cli_train_then_run_writes_a_stylised_image(tmp_path, data, style):
     res = runner.invoke(main, ["run", "--model", str(model), str(content), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert out.exists()
-    if "export" in commands:
-        res = runner.invoke(main, ["export", str(model), "-o", str(tmp_path / "m.pt")])
-        assert res.exit_code == 0, res.output
-        assert (tmp_path / "m.pt").exists()
+    res = runner.invoke(main, ["export", str(model), "-o", str(tmp_path / "m.pt")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "m.pt").exists()

@@ -135,10 +135,11 @@ def test_compiled_winograd_backend_matches_eager():
 
 def test_winograd_builds_a_bounded_number_of_shapes():
     net = WinogradNet(build_network("standard", seed=0), compiled=True)  # nothing is built until called
+    assert net.accepts((1, 3, 64, 64))  # room left: a new size would be built
     shapes = [(1, 3, 16 + 4 * i, 16) for i in range(WinogradNet.MAX_SHAPES)]
     net.shapes.update(shapes)
-    assert all(net.accepts(s) for s in shapes)
-    assert not net.accepts((1, 3, 64, 64))
+    assert all(net.accepts(s) for s in shapes)  # built sizes run compiled
+    assert not net.accepts((1, 3, 64, 64))  # the limit is reached: a new size is not built
     assert WinogradNet(build_network("standard", seed=0), compiled=False).accepts((1, 3, 64, 64))
 
 
