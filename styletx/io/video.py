@@ -10,6 +10,7 @@ as it is written so memory stays flat however long the clip. PyAV is an optional
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -98,21 +99,25 @@ def _open(path: Path, what: str = "video") -> Any:
         raise InputError(f"{path}: not a readable {what} ({one_line(e)})") from None
 
 
+@contextmanager
+def _first_video_stream(path: Path) -> Iterator[Tuple[Any, Any]]:
+    """(container, its first video stream), closed after; InputError when there is no video stream."""
+    with _open(path) as container:
+        if not container.streams.video:
+            raise InputError(f"{path}: has no video stream")
+        yield container, container.streams.video[0]
+
+
 def probe(path: PathLike) -> VideoInfo:
     """Describe the first video stream of ``path``; InputError (one line) when it is not a readable video."""
     path = Path(path)
-    container = _open(path)
-    with container:
-        if not container.streams.video:
-            raise InputError(f"{path}: has no video stream")
-        vs = container.streams.video[0]
+    with _first_video_stream(path) as (container, vs):
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate
         duration = None
         if vs.duration is not None and vs.time_base is not None:
             duration = float(vs.duration * vs.time_base)
         elif container.duration is not None:
             duration = container.duration / 1_000_000
-        rotation = 0
         try:
             first = next(container.decode(vs), None)
         except Exception as e:
@@ -142,11 +147,7 @@ def read_frames(path: PathLike, *, start: float = 0.0, duration: Optional[float]
     (not rotated), scaled by libswscale so the longer side is at most ``max_size``. ``time`` counts from
     ``start``. Streams: one frame in memory at a time."""
     path = Path(path)
-    container = _open(path)
-    with container:
-        if not container.streams.video:
-            raise InputError(f"{path}: has no video stream")
-        vs = container.streams.video[0]
+    with _first_video_stream(path) as (container, vs):
         vs.thread_type = "AUTO"
         tb = vs.time_base
         origin = vs.start_time or 0
@@ -177,10 +178,7 @@ def read_frames(path: PathLike, *, start: float = 0.0, duration: Optional[float]
 def clip_offset(path: PathLike, start: float = 0.0) -> float:
     """Seconds of input time at which reading from ``start`` begins (the video stream's start time + ``start``):
     what :func:`read_frames` subtracts from timestamps, and what audio must be shifted by to stay in sync."""
-    path = Path(path)
-    container = _open(path)
-    with container:
-        vs = container.streams.video[0]
+    with _first_video_stream(Path(path)) as (_, vs):
         return float((vs.start_time or 0) * vs.time_base) + start
 
 
