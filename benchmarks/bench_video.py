@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--arch", default="slim", choices=["slim", "standard"])
     parser.add_argument("--flicker", type=float, default=0.5, help="flicker_reduction strength measured")
+    parser.add_argument("--preset", default="veryfast", help="x264 preset of the pipeline's encoder")
     args = parser.parse_args()
     retain_freed_memory()  # what the CLI does in its process
     torch.manual_seed(0)
@@ -111,10 +112,11 @@ def main() -> None:
             for r in range(args.rounds):
                 net.append(network_alone(model, frames, args.batch_size))
                 rec = styletx.stylize_video(clip, folder / f"out-{size}.mp4", model=model, overwrite=True,
-                                            batch_size=args.batch_size)
+                                            batch_size=args.batch_size, preset=args.preset)
                 pipe.append(rec.fps)
                 rec_f = styletx.stylize_video(clip, folder / f"outf-{size}.mp4", model=model, overwrite=True,
-                                              batch_size=args.batch_size, flicker_reduction=args.flicker)
+                                              batch_size=args.batch_size, flicker_reduction=args.flicker,
+                                              preset=args.preset)
                 flick.append(rec_f.fps)
             n, p, f = statistics.median(net), statistics.median(pipe), statistics.median(flick)
             print(f"\n{size}: network alone {n:.1f} frames/s, pipeline {p:.1f} frames/s "
