@@ -19,9 +19,10 @@ other empty folders to show whether its verdict is stable on a noisy machine.
 Timing: every round runs the reference and styletx fp32, bf16 and auto once each (in a new random order);
 each run's seconds per step is the median of its steps after the first; ratios (ours / reference: lower is
 better) are taken within a round, and the medians over rounds are printed. Then one line says whether auto is
-within noise of the faster of fp32/bf16.
+within noise of the faster of fp32/bf16. Where CUDA is present a GPU section follows by itself (its own probe;
+``--gpu-sizes``, default 512 px, ``--gpu-steps``, default 500 steps a run).
 
-    python benchmarks/bench_optimize.py                 # 256 and 512 px, 10 steps a run, 3 rounds
+    python benchmarks/bench_optimize.py                 # 256 and 512 px, 10 steps a run, 3 rounds (+ GPU)
     python benchmarks/bench_optimize.py --sizes 256 --steps 40 --quality-steps 100
 """
 
@@ -76,7 +77,7 @@ def reference_vgg(seed: int) -> torch.nn.Sequential:
 
 def reference_features(net: torch.nn.Sequential, x: torch.Tensor) -> dict:
     out = {}
-    h = (x - MEAN) / STD
+    h = (x - MEAN.to(x.device)) / STD.to(x.device)
     for i, layer in enumerate(net):
         h = layer(h)
         if i == CONTENT_LAYER or i in STYLE_LAYERS:
@@ -90,9 +91,16 @@ def gram(f: torch.Tensor) -> torch.Tensor:
     return m @ m.transpose(1, 2) / (c * h * w)
 
 
-def run_reference(content: torch.Tensor, style: torch.Tensor, steps: int, seed: int) -> Tuple[List[float], torch.Tensor]:
-    """The plain loop; returns (seconds of each step, result image)."""
-    net = reference_vgg(seed)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_reference(content: torch.Tensor, style: torch.Tensor, steps: int, seed: int,
+                  device: torch.device) -> Tuple[List[float], torch.Tensor]:
+    """The plain loop; returns (seconds of each step, result image on the CPU)."""
+    net = reference_vgg(seed).to(device)
+    content, style = content.to(device), style.to(device)
     with torch.no_grad():
         c_target = reference_features(net, content)[CONTENT_LAYER]
         s_targets = {i: gram(f) for i, f in reference_features(net, style).items() if i in STYLE_LAYERS}
@@ -118,20 +126,22 @@ def run_reference(content: torch.Tensor, style: torch.Tensor, steps: int, seed: 
         opt.step(closure)
         with torch.no_grad():
             img.clamp_(0, 1)
+        _sync(device)
         times.append(time.perf_counter() - t0)
-    return times, img.detach()
+    return times, img.detach().cpu()
 
 
 # ------------------------------------------------------------------------------------------------ styletx
 
 
-def run_ours(content: torch.Tensor, style: torch.Tensor, steps: int, seed: int,
-             precision: str) -> Tuple[List[float], "styletx.StylizeResult"]:
-    """styletx's engine at one scale; returns (seconds of each step, the result with its record)."""
+def run_ours(content: torch.Tensor, style: torch.Tensor, steps: int, seed: int, precision: str,
+             device: torch.device) -> Tuple[List[float], "styletx.StylizeResult"]:
+    """styletx's engine at one scale; returns (seconds of each step, the result with its record). Each step
+    reads its loss back, so the stamps wait for the GPU's work."""
     stamps: List[float] = [0.0]
     result = styletx.stylize(
         content, style, size=max(content.shape[-2:]), iterations=steps, scales=1, backbone="vgg19",
-        weights=None, seed=seed, device="cpu", precision=precision, output="tensor",
+        weights=None, seed=seed, device=str(device), precision=precision, output="tensor",
         callback=lambda it: stamps.append(it.elapsed),
     )
     return [b - a for a, b in zip(stamps, stamps[1:])], result
@@ -142,23 +152,25 @@ def per_step(times: Sequence[float]) -> float:
     return statistics.median(times[1:] if len(times) > 1 else times)
 
 
-def measure_probe(seed: int, folder: Path) -> Tuple[float, PrecisionChoice]:
+def measure_probe(seed: int, folder: Path, device: torch.device) -> Tuple[float, PrecisionChoice]:
     """Seconds the precision policy takes to decide with an empty cache in ``folder``, and its verdict."""
     os.environ["STYLETX_CACHE_DIR"] = str(folder)
     opts = StylizeOptions(backbone="vgg19", weights=None, seed=seed).validated()
-    extractor = prepare_extractor(opts, torch.device("cpu"))
+    extractor = prepare_extractor(opts, device)
     t0 = time.perf_counter()
-    choice = choose_precision_for(extractor, "auto", torch.device("cpu"))
+    choice = choose_precision_for(extractor, "auto", device)
     return time.perf_counter() - t0, choice
 
 
-def probes(seed: int, count: int, root: Path) -> None:
-    """Time the probe ``count`` times, each in a new empty cache folder; the first folder stays the run's cache."""
+def probes(seed: int, count: int, root: Path, device: torch.device) -> None:
+    """Time the probe ``count`` times, each with an empty cache; the first one's folder is the run's cache (the
+    verdict auto then runs with), the others are thrown away."""
     for i in range(count):
-        seconds, choice = measure_probe(seed, root / f"cache{i}")
-        print(f"probe {i + 1} ({PROBE_SIZE} px VGG19 forward+backward, empty cache): {seconds:.2f} s -> "
+        folder = root / "cache" if i == 0 else root / f"extra-{device.type}-{i}"
+        seconds, choice = measure_probe(seed, folder, device)
+        print(f"{device.type} probe {i + 1} ({PROBE_SIZE} px VGG19 forward+backward, empty cache): {seconds:.2f} s -> "
               f"{choice.describe()}")
-    os.environ["STYLETX_CACHE_DIR"] = str(root / "cache0")
+    os.environ["STYLETX_CACHE_DIR"] = str(root / "cache")
 
 
 # ------------------------------------------------------------------------------------------------ verdicts
@@ -181,30 +193,30 @@ def auto_verdict(times: Dict[str, List[float]], picked: str) -> str:
     return f"auto / faster of fp32 and bf16 ({faster}): {med:.2f}x ({_spread(ratios)}), tolerance {tol * 100:.0f}%: {verdict}"
 
 
-def time_size(content: torch.Tensor, style: torch.Tensor, size: int, args: argparse.Namespace) -> None:
-    """Interleaved rounds at one size; prints times, ratios to the reference and the auto verdict."""
+def time_size(content: torch.Tensor, style: torch.Tensor, label: str, args: argparse.Namespace,
+              device: torch.device, steps: int) -> None:
+    """Interleaved rounds at one size on ``device``; prints times, ratios to the reference and the auto verdict."""
     names = ("reference",) + CANDIDATES
     times: Dict[str, List[float]] = {k: [] for k in names}
     auto_reason, picked = "", ""
     for r in range(args.rounds):
         for name in random.Random(r).sample(names, len(names)):  # a new order each round
             if name == "reference":
-                times[name].append(per_step(run_reference(content, style, args.steps, args.seed)[0]))
+                times[name].append(per_step(run_reference(content, style, steps, args.seed, device)[0]))
             else:
-                steps, result = run_ours(content, style, args.steps, args.seed, name)
-                times[name].append(per_step(steps))
+                stamps, result = run_ours(content, style, steps, args.seed, name, device)
+                times[name].append(per_step(stamps))
                 if name == "auto":
                     auto_reason, picked = result.record.precision_reason, result.record.precision
-        print(f"{size}px  round {r + 1} [load {os.getloadavg()[0]:.2f}]: "
+        print(f"{label}  round {r + 1} [load {os.getloadavg()[0]:.2f}]: "
               + "  ".join(f"{k} {times[k][-1]:.3f}" for k in names) + " s/step")
     ref = times["reference"]
-    print(f"{size}px  reference (eager fp32 NCHW)  {statistics.median(ref):.3f} s/step (median of {args.rounds})")
+    print(f"{label}  reference (eager fp32 NCHW)  {statistics.median(ref):.3f} s/step (median of {args.rounds})")
     for name in CANDIDATES:
         ratios = [t / rt for t, rt in zip(times[name], ref)]
-        label = f"auto -> {auto_reason}" if name == "auto" else name
-        print(f"{size}px  styletx {name:<4}  {statistics.median(times[name]):.3f} s/step  ratio "
-              f"{statistics.median(ratios):.2f} ({_spread(ratios)})" + (f"  [{label}]" if name == "auto" else ""))
-    print(f"{size}px  {auto_verdict(times, picked)}")
+        print(f"{label}  styletx {name:<4}  {statistics.median(times[name]):.3f} s/step  ratio "
+              f"{statistics.median(ratios):.2f} ({_spread(ratios)})" + (f"  [auto -> {auto_reason}]" if name == "auto" else ""))
+    print(f"{label}  {auto_verdict(times, picked)}")
 
 
 # ------------------------------------------------------------------------------------------------ quality
@@ -224,23 +236,29 @@ def _difference(name: str, a: "styletx.StylizeResult", b: "styletx.StylizeResult
             f" and {b.record.best_loss:.4f} ({rel * 100:.1f}% apart)")
 
 
-def quality(content: torch.Tensor, style: torch.Tensor, size: int, args: argparse.Namespace) -> None:
+def quality(content: torch.Tensor, style: torch.Tensor, size: int, args: argparse.Namespace) -> None:  # on the CPU
     """Scores of the reference, fp32 and bf16 after the same steps, how far the bf16 picture is from fp32's, and
     (the control) how far fp32's moves when the content changes below 8-bit precision."""
-    _, ref_img = run_reference(content, style, args.quality_steps, args.seed)
-    runs = {name: run_ours(content, style, args.quality_steps, args.seed, name)[1] for name in ("fp32", "bf16")}
-    runs["fp32-nudged"] = run_ours(nudged(content, args.seed), style, args.quality_steps, args.seed, "fp32")[1]
+    cpu, steps, label = torch.device("cpu"), args.quality_steps, f"cpu {size}px"
+    _, ref_img = run_reference(content, style, steps, args.seed, cpu)
+    runs = {name: run_ours(content, style, steps, args.seed, name, cpu)[1] for name in ("fp32", "bf16")}
+    runs["fp32-nudged"] = run_ours(nudged(content, args.seed), style, steps, args.seed, "fp32", cpu)[1]
     images = {"reference": ref_img.clamp(0, 1), **{f"styletx-{k}": r.image for k, r in runs.items()}}
     out = Path(tempfile.gettempdir())
     for name, img in images.items():
         s = metrics.score(img, content, style)
-        print(f"{size}px  {name:<19} after {args.quality_steps} steps: "
+        print(f"{label}  {name:<19} after {args.quality_steps} steps: "
               + "  ".join(f"{k} {v:.4f}" for k, v in s.items()))
         to_pil(img).save(out / f"bench_{name}_{size}.png")
-    print(f"{size}px  {_difference('fp32 picture - bf16 picture', runs['fp32'], runs['bf16'])}")
-    print(f"{size}px  control, fp32 on a content nudged by +-0.4/255 (the same 8-bit picture): "
+    print(f"{label}  {_difference('fp32 picture - bf16 picture', runs['fp32'], runs['bf16'])}")
+    print(f"{label}  control, fp32 on a content nudged by +-0.4/255 (the same 8-bit picture): "
           f"{_difference('fp32 - fp32 nudged', runs['fp32'], runs['fp32-nudged'])}")
-    print(f"{size}px  pictures: {out}/bench_{{{','.join(images)}}}_{size}.png")
+    print(f"{label}  pictures: {out}/bench_{{{','.join(images)}}}_{size}.png")
+
+
+def pictures(args: argparse.Namespace, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The content and style pictures, longest side ``size`` px, on the CPU."""
+    return resize_longest(load_image(args.content).tensor, size), resize_longest(load_image(args.style).tensor, size)
 
 
 def main() -> None:
@@ -253,6 +271,8 @@ def main() -> None:
     parser.add_argument("--content", default=str(ROOT / "examples" / "cat.jpg"))
     parser.add_argument("--style", default=str(ROOT / "examples" / "swirls.jpg"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gpu-sizes", type=int, nargs="+", default=[512], help="sizes on a CUDA GPU, where present")
+    parser.add_argument("--gpu-steps", type=int, default=500, help="steps per timed run on a CUDA GPU")
     args = parser.parse_args()
     torch.set_grad_enabled(True)
     if os.environ.pop(ENV_PRECISION, None):
@@ -260,13 +280,21 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
           + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     with tempfile.TemporaryDirectory(prefix="styletx-bench-cache-") as root:
-        probes(args.seed, max(1, args.probes), Path(root))
+        cpu = torch.device("cpu")
+        probes(args.seed, max(1, args.probes), Path(root), cpu)
         for size in args.sizes:
-            content = resize_longest(load_image(args.content).tensor, size)
-            style = resize_longest(load_image(args.style).tensor, size)
-            time_size(content, style, size, args)
+            content, style = pictures(args, size)
+            time_size(content, style, f"cpu {size}px", args, cpu, args.steps)
             if args.quality_steps:
                 quality(content, style, size, args)
+        if not torch.cuda.is_available():
+            print("GPU: skipped (no CUDA device)")
+            return
+        gpu = torch.device("cuda")
+        print(f"GPU: {torch.cuda.get_device_name(gpu)}")
+        probes(args.seed, max(1, args.probes), Path(root), gpu)
+        for size in args.gpu_sizes:
+            time_size(*pictures(args, size), f"cuda {size}px", args, gpu, args.gpu_steps)
 
 
 if __name__ == "__main__":

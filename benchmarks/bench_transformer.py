@@ -180,10 +180,14 @@ def _picked(m: FeedForwardModel) -> str:
     return m.backend if m.backend != "torch" else f"eager {'bf16' if m.bf16 else 'fp32'}"
 
 
-def _describe_auto(arch: str, auto: FeedForwardModel, seconds: float) -> None:
+def _describe_auto(arch: str, auto: FeedForwardModel, seconds: float, device: str) -> None:
+    """What compile() on auto picked and why, and the precision policy's verdict for eager torch (what
+    ``stylize`` runs without ``compile()``; compile() timed torch in that precision against ONNX Runtime)."""
     info = auto.describe()
+    eager = FeedForwardModel(_net(arch), device=device, precision="auto").backend_choice.precision
     print(f"  {arch} auto: compile() took {seconds:.1f} s with an empty cache; backend {info['backend']}, "
-          f"{info['precision']}\n    precision: {info['precision_reason']}\n    backend:   {info['backend_reason']}")
+          f"{info['precision']}\n    precision: {info['precision_reason']}\n    backend:   {info['backend_reason']}"
+          f"\n    eager torch under precision auto (no compile()): {eager.describe()}")
 
 
 def _report(size: Tuple[int, int], times: Dict[str, List[float]], default_ref: float, outs: Dict[str, torch.Tensor],
@@ -231,7 +235,7 @@ def bench_device(device: str, sizes: Sequence[Tuple[int, int]], reps: int, solo_
     picked: Dict[str, str] = {}
     for arch in ("standard", "slim"):
         models, auto, seconds = _models(arch, device)
-        _describe_auto(arch, auto, seconds)
+        _describe_auto(arch, auto, seconds, device)
         picked[arch] = _picked(auto)
         print(f"  {arch}: {macs_per_pixel(arch) / 1e3:.2f}k MAC/px; candidates: "
               + ", ".join(f"{k} ({m.backend}, {'bf16' if m.bf16 else 'fp32'})" for k, m in models.items()))
