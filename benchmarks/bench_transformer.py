@@ -20,7 +20,8 @@ reference before it (the default allocator) is printed beside them. Every round 
 new random order), medians over ``--reps`` rounds are printed, and ratios are taken within a round, so
 other load on the machine hits all of them alike. Also prints the max/mean absolute difference from the same
 network in plain eager fp32, and the frame rate of slim alone (best and median of ``--solo-reps`` runs).
-A GPU section runs only when CUDA is present (there: eager fp32, eager bf16 and auto).
+A GPU section runs by itself where CUDA is present (eager fp32, eager bf16 and auto; ``--gpu-sizes``, default
+1920x1080).
 
 Quality (``--quality``): trains ``standard``, the previous slim design (``slim-v1``: pixel-unshuffle 2) and
 ``slim`` with the same data (generated pictures), style (a generated pattern), steps, crop size, seed and the
@@ -362,14 +363,18 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) ->
               f"| {r['texture_distance']:.4f} |")
 
 
+def _sizes(names: Sequence[str]) -> List[Tuple[int, int]]:
+    """"WxH" strings -> (h, w) pairs."""
+    return [(int(s.lower().split("x")[1]), int(s.lower().split("x")[0])) for s in names]
+
+
 def speed(args: argparse.Namespace) -> None:
     """The speed benchmark on the CPU, then on the GPU where CUDA is present."""
-    sizes = [tuple(int(v) for v in s.lower().split("x"))[::-1] for s in args.sizes]  # WxH -> (h, w)
     print(f"medians of {args.reps} interleaved rounds")
-    bench_device("cpu", sizes, args.reps, args.solo_reps)
+    bench_device("cpu", _sizes(args.sizes), args.reps, args.solo_reps)
     if torch.cuda.is_available():
-        print("GPU:")
-        bench_device("cuda", sizes, args.reps)
+        print(f"GPU: {torch.cuda.get_device_name()}")
+        bench_device("cuda", _sizes(args.gpu_sizes), args.reps)
     else:
         print("GPU: skipped (no CUDA device)")
 
@@ -378,7 +383,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5, help="interleaved rounds; medians over rounds are shown")
-    ap.add_argument("--sizes", nargs="+", default=["512x512", "1280x720"])
+    ap.add_argument("--sizes", nargs="+", default=["512x512", "1280x720"], help="sizes on the CPU (WxH)")
+    ap.add_argument("--gpu-sizes", nargs="+", default=["1920x1080"], help="sizes on a CUDA GPU, where present")
     ap.add_argument("--solo-reps", type=int, default=30, help="extra runs of slim alone (frame rate, not ratio)")
     ap.add_argument("--quality", action="store_true", help="train standard / slim-v1 / slim and compare quality")
     ap.add_argument("--steps", type=int, default=200)
