@@ -66,6 +66,41 @@ def test_bf16_that_changes_the_result_is_not_picked_even_when_faster(speeds):
     assert not choice.bf16 and "relative difference 0.2000" in choice.detail
 
 
+@pytest.mark.parametrize("floor, picked", [(0.07, True), (0.02, False)])
+def test_a_chaotic_output_is_judged_against_its_own_noise_floor(speeds, floor, picked):
+    """bf16 9% off: picked when an 8-bit nudge of the input already moves fp32 by 7% (bound 10.5%), not at 2%."""
+    speeds["bf16"] = 0.5
+
+    def probe(bf16: bool) -> torch.Tensor:
+        return torch.ones(16) * (1.09 if bf16 else 1.0)
+
+    choice = devices.choose_precision("auto", CPU, workload=f"unit-floor-{floor}", probe=probe,
+                                      noise_floor=lambda: torch.ones(16) * (1.0 + floor))
+    assert choice.bf16 is picked
+    assert ("within 0.1050" if picked else "over 0.05") in choice.detail
+
+
+def test_the_noise_floor_is_not_measured_when_bf16_is_close_or_slow(bf16_case):
+    calls = []
+    devices.choose_precision("auto", CPU, workload="unit-floor-unused", probe=probe_close,
+                             noise_floor=lambda: calls.append(1) or torch.ones(16))
+    assert calls == []
+
+
+def test_the_optimiser_probe_measures_a_real_noise_floor(speeds):
+    """The real VGG19 (random weights) pixel gradient: the nudged-input floor is measured and reported."""
+    from styletx.engines.optimize import choose_precision_for
+    from styletx.features import build_extractor
+    speeds["bf16"] = 0.5
+    ex = build_extractor("vgg19", ["relu1_1", "relu3_1", "relu5_1"], weights=None, seed=0)
+    choice = choose_precision_for(ex, "auto", CPU)
+    assert choice.reason == "measured"
+    error = float(choice.detail.split("relative difference ")[1].split()[0])
+    assert error > 0  # bf16 really changed the gradient
+    if error > devices.MAX_RELATIVE_ERROR:
+        assert "8-bit nudge" in choice.detail or "over 0.05" in choice.detail
+
+
 def test_slow_bf16_is_ruled_out_after_one_call_each(speeds):
     calls = []
 

@@ -44,10 +44,15 @@ __all__ = [
     "onnx_body_path",
     "choose_backend",
     "PROBE_SIDE",
+    "BACKEND_PROBE_SIDE",
 ]
 
-#: px: side of the random probe image that backends and precisions are timed on.
+#: px: side of the random probe image that the precision policy times eager torch on.
 PROBE_SIDE = 64
+#: px: side of the probe that eager torch and ONNX Runtime are timed on. At 64 px the fixed cost per call hides
+#: the arithmetic: there ONNX Runtime tied with bf16 torch for ``standard``, which from 128 px up ran 1.3-1.7x
+#: faster (docs/benchmarks.md); 128 px ranks them as at 512-1280 px for both networks, in ~0.2 s.
+BACKEND_PROBE_SIDE = 128
 
 Backend = Callable[[Tensor], Tensor]
 
@@ -252,8 +257,8 @@ class OrtBackend:
 # ---------------------------------------------------------------------------------------------------- choosing
 
 
-def _probe_input(net: TransformerNet, device: torch.device) -> Tensor:
-    side = max(PROBE_SIDE, net.min_size)
+def _probe_input(net: TransformerNet, device: torch.device, side: int = PROBE_SIDE) -> Tensor:
+    side = max(side, net.min_size)
     side = -(-side // net.multiple) * net.multiple
     return torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device)
 
@@ -325,7 +330,7 @@ def choose_backend(
     if device.type != "cpu" or precision == "bf16" or not onnxruntime_available():
         why = "the only candidate" if device.type != "cpu" or precision == "bf16" else "onnxruntime not installed"
         return BackendChoice(eager, choice, why)
-    key = f"{cache.machine_key(device)} | feedforward {net.config.name} | eager {choice.name}"
+    key = f"{cache.machine_key(device)} | feedforward {net.config.name} | eager {choice.name} | {BACKEND_PROBE_SIDE} px"
     stored = cache.read_measurement("backend", key)
     ort: Optional[OrtBackend] = None
     if stored is None or stored.get("backend") == "onnxruntime":
@@ -340,9 +345,9 @@ def choose_backend(
             return BackendChoice(ort, devices.PrecisionChoice(False, "onnxruntime is fp32"), reason)
         return BackendChoice(eager, choice, reason)
     assert ort is not None
-    times = _fastest({"torch": eager, "onnxruntime": ort}, _probe_input(net, device), device)
+    times = _fastest({"torch": eager, "onnxruntime": ort}, _probe_input(net, device, BACKEND_PROBE_SIDE), device)
     best = min(times, key=times.get)
-    detail = ", ".join(f"{name} {t:.4f} s" for name, t in times.items()) + f" per {PROBE_SIDE} px probe"
+    detail = ", ".join(f"{name} {t:.4f} s" for name, t in times.items()) + f" per {BACKEND_PROBE_SIDE} px probe"
     cache.write_measurement("backend", key, {"backend": best, "detail": detail, "measured_at": time.time()})
     if best == "onnxruntime":
         return BackendChoice(ort, devices.PrecisionChoice(False, "onnxruntime is fp32"), f"measured: {detail}")
