@@ -555,3 +555,23 @@ def test_default_output_path_never_clobbers(tmp_path):
     second.write_bytes(b"")
     assert default_output_path(content) == tmp_path / "photo_stylized-3.png"
     assert default_output_path(content, tag="mosaic", ext="jpg") == tmp_path / "photo_mosaic.jpg"
+
+
+def test_libtiff_messages_become_part_of_the_one_line_error(tmp_path, capfd):
+    """libtiff prints decoder errors to file descriptor 2 itself; they must not reach the terminal."""
+    from styletx.errors import ImageError
+    from styletx.io.image import load_image
+    arr = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "bad.tif"
+    Image.fromarray(arr).save(path, compression="tiff_deflate")
+    data = bytearray(path.read_bytes())
+    data[200:400] = b"\x55" * 200  # inside the deflate stream
+    path.write_bytes(bytes(data))
+    capfd.readouterr()
+    with pytest.raises(ImageError, match="truncated or corrupt.*libtiff: ZIPDecode"):
+        load_image(path)
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""
+    import sys
+    print("still here", file=sys.stderr)  # file descriptor 2 is restored
+    assert capfd.readouterr().err == "still here\n"

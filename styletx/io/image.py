@@ -12,8 +12,11 @@ import functools
 import io
 import json
 import os
+import sys
+import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Union
@@ -189,16 +192,44 @@ def _check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
         )
 
 
+@contextmanager
+def _c_stderr_captured(active: bool) -> Iterator[list[str]]:
+    """While active, what C code writes to file descriptor 2 goes into the yielded list (one entry, the text)
+    instead of the terminal. libtiff prints its decoder messages there itself ("ZIPDecode: Decoding error at
+    scanline 0 ..."), outside Python's warnings; they become part of styletx's own message instead. The
+    descriptor is restored before returning; only the TIFF decode (milliseconds) runs under it."""
+    captured: list[str] = []
+    if not active:
+        yield captured
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode("utf-8", "replace").strip())
+
+
 def _from_pil(im: Image.Image, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Decode a PIL image: EXIF orientation, mode and ICC conversion -> rgb (1,3,H,W), alpha (1,1,H,W) | None."""
+    c_text: list[str] = []
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _c_stderr_captured(im.format == "TIFF") as c_text:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im.load()
     except Image.DecompressionBombError as e:
         raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from e
     except Exception as e:  # noqa: BLE001 - truncated / corrupt data
-        raise ImageError(f"{name}: cannot decode image, the file may be truncated or corrupt ({_one_line(e)})") from e
+        said = f"; libtiff: {' '.join(c_text[0].split())[:200]}" if c_text and c_text[0] else ""
+        raise ImageError(f"{name}: cannot decode image, the file may be truncated or corrupt "
+                         f"({_one_line(e)}{said})") from e
+    if c_text and c_text[0]:
+        warnings.warn(f"{name}: libtiff: {' '.join(c_text[0].split())[:200]}", StyletxWarning, stacklevel=3)
 
     icc = im.info.get("icc_profile")
     try:
