@@ -234,11 +234,13 @@ def _stylize_with_model(content: Any, model: ModelSource, *, output: str, keep_a
     net = _prepared_model(model, opts, repeated=False)
     loaded = load_image(content, keep_alpha=keep_alpha, max_pixels=opts.max_pixels)
     y = net.stylize(loaded.tensor, size=opts.size, content_scale=opts.content_scale,
-                    preserve_color=opts.preserve_color, batch_size=opts.batch_size)
+                    preserve_color=opts.preserve_color, batch_size=opts.batch_size, tile=opts.tile,
+                    max_memory=opts.max_memory)
     alpha = None
     if loaded.alpha is not None:
         alpha = resize_to(loaded.alpha, tuple(y.shape[-2:])).clamp(0, 1)
     record = model_record(net, opts, time.perf_counter() - t0)
+    record.notes.append(net.last_plan)
     metadata = {**model_metadata(net, record), "styletx.content": _name_of(content)}
     return StylizeResult(image=y.cpu() if output == "tensor" else to_pil(y.cpu()), record=record, alpha=alpha,
                          metadata=metadata)
@@ -306,10 +308,11 @@ def stylize_files(
         seconds = (time.perf_counter() - t0) / len(chunk)
         for (src, dst), item, y in zip(chunk, loaded, results):
             alpha = None if item.alpha is None else resize_to(item.alpha, tuple(y.shape[-2:])).clamp(0, 1)
-            written.append(save_image(y, dst, overwrite=overwrite, metadata={**meta, "styletx.content": src.name},
+            written.append(save_image(y, dst, overwrite=overwrite,
+                                      metadata={**meta, "styletx.content": src.name, "styletx.plan": net.last_plan},
                                       alpha=alpha, rescue=True))
             if callback is not None:
-                callback(FileDone(src, dst, len(written), len(files), seconds))
+                callback(FileDone(src, dst, len(written), len(files), seconds, net.last_plan))
     if skipped:
         first = skipped[0][1]
         more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
@@ -329,7 +332,8 @@ def _stylize_batched(net: FeedForwardModel, images: List[Tensor], opts: ModelOpt
     for indices in by_size.values():
         batch = torch.cat([images[i] for i in indices])
         y = net.stylize(batch, size=opts.size, content_scale=opts.content_scale,
-                        preserve_color=opts.preserve_color, batch_size=opts.batch_size)
+                        preserve_color=opts.preserve_color, batch_size=opts.batch_size, tile=opts.tile,
+                        max_memory=opts.max_memory)
         for j, i in enumerate(indices):
             results[i] = y[j : j + 1]
     return [r for r in results if r is not None]

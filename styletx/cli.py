@@ -290,9 +290,17 @@ def run_model(images: Tuple[Path, ...], model: Path, output: Optional[Path], ove
       styletx run --model swirls.pth photos/ -o stylised/
     """
     bar = ProgressBar(enabled=not quiet and len(images) > 1, unit="image")
+    announced: set = set()
+
+    def progress(done: Any) -> None:
+        if done.plan.startswith("tiled") and done.plan not in announced and not quiet:  # one line, once
+            announced.add(done.plan)
+            click.echo(f"styletx: {done.plan}", err=True)
+        bar(done)
+
     try:
         paths = stylize_files(model, list(images), output, overwrite=overwrite, keep_alpha=keep_alpha,
-                              callback=bar, **option_values(ModelOptions, params))
+                              callback=progress, **option_values(ModelOptions, params))
     except InputError as e:  # files skipped: print what was written, then the one error line
         for p in getattr(e, "written", []):
             click.echo(str(p))

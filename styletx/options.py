@@ -198,6 +198,10 @@ class ModelOptions:
     content_scale: Optional[float] = opt(None, "Scale the content by this factor first (instead of --size).")
     preserve_color: str = preserve_color_opt()
     batch_size: int = opt(4, "Images per forward pass (tensors of one size).")
+    tile: Optional[int] = opt(None, "Run in tiles of this many px (whole-image instance-norm statistics, exact); "
+                              "default: tiles only when the whole image does not fit in --max-memory.")
+    max_memory: Optional[str] = opt(None, "Memory budget such as 2G or 512M (default: what the device has free, "
+                                    "minus a margin); a run that needs more is tiled, or refused if a tile cannot fit.")
     backend: str = opt("auto", "What runs the network: auto (the fastest measured of torch and onnxruntime), "
                        "torch, torch.compile, onnxruntime or winograd.", choices=BACKENDS)
     device: str = device_opt()
@@ -216,6 +220,10 @@ class ModelOptions:
                 raise InputError("content_scale: give --size or --content-scale, not both")
         _choice("preserve_color", self.preserve_color, PRESERVE_COLOR)
         _positive_int("batch_size", self.batch_size)
+        if self.tile is not None:
+            _positive_int("tile", self.tile, minimum=16)
+        if self.max_memory is not None:
+            parse_memory(self.max_memory)
         _choice("backend", self.backend, BACKENDS)
         _choice("precision", self.precision, PRECISIONS)
         _positive_int("max_pixels", self.max_pixels)
@@ -265,6 +273,21 @@ class VideoOptions:
         _positive_int("frame_iterations", self.frame_iterations, minimum=0)
         _nonnegative_float("temporal_weight", self.temporal_weight)
         return self
+
+
+def parse_memory(text: Any) -> int:
+    """``"2G"``, ``"512M"``, ``"1.5GiB"``, ``"300000000"`` -> bytes; InputError (one line) otherwise."""
+    if isinstance(text, bool) or not isinstance(text, (str, int)):
+        raise InputError(f"max_memory: expected a size such as 2G or 512M, got {text!r}")
+    t = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    factor = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if factor > 1 else t) * factor
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 2**20:
+        raise InputError(f"max_memory: expected a size of at least 1M such as 2G or 512M, got {text!r}")
+    return int(value)
 
 
 def _unit_interval(name: str, value: Any) -> None:

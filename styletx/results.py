@@ -73,13 +73,15 @@ class Iterate:
 
 @dataclass
 class FileDone:
-    """What a progress callback receives after each file of a batch of files (``step`` of ``total``)."""
+    """What a progress callback receives after each file of a batch of files (``step`` of ``total``); ``plan``:
+    how it was run (whole or tiled, and the memory that needs), in one line."""
 
     source: Path
     output: Optional[Path]
     step: int
     total: int
     seconds: float
+    plan: str = ""
 
 
 @dataclass

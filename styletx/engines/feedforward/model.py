@@ -17,10 +17,15 @@ from torch import Tensor
 
 from ... import color, device as devices, memory
 from ...errors import InputError
+from ...options import parse_memory
 from ...tensors import from_pil, pad_to_multiple, padded_size, rescale, to_pil
 from . import checkpoint as ckpt
 from .backends import BackendChoice, choose_backend
 from .net import ArchConfig, TransformerNet, build_network
+from .tiled import receptive_halo, stylize_tiled
+
+#: Share of the free memory a run may plan to use when no --max-memory is given (the rest is the margin).
+FREE_MEMORY_SHARE = 0.8
 
 __all__ = ["FeedForwardModel", "Transformer", "new_transformer", "load_transformer", "as_model", "PRESERVE_COLOR"]
 
@@ -54,6 +59,8 @@ class FeedForwardModel:
         self._choice: Optional[BackendChoice] = None
         self._compiled = False  # whether compile() chose the backend in force
         self._bytes_per_pixel: Optional[float] = None
+        #: the last stylize() call's plan in one line ("whole image ..." / "tiled ..."), for records and the CLI
+        self.last_plan: str = ""
 
     # --- description
     @property
@@ -148,6 +155,8 @@ class FeedForwardModel:
         size: Optional[int] = None,
         content_scale: Optional[float] = None,
         preserve_color: str = "none",
+        tile: Optional[int] = None,
+        max_memory: Union[str, int, None] = None,
     ) -> Any:
         """Stylise ``x`` in one pass and return the same kind.
 
@@ -157,6 +166,10 @@ class FeedForwardModel:
         content_scale: or resize by this factor (0.5 halves the sides). The output has the resized size.
         preserve_color: ``none``, ``luminance`` (stylised luminance, content's chroma) or ``histogram`` (the
         output's colours matched to the content's).
+        tile: force tiles with cores of this many px (>= 16); max_memory: budget in bytes or text ("2G"),
+        default 80% of what the device has free. A pass that does not fit is run in tiles with whole-image
+        instance-norm statistics (exact, see :mod:`.tiled`); one that cannot fit even in tiles is refused
+        (InputError) before any work. :attr:`last_plan` says which was chosen, in one line.
         """
         if preserve_color not in PRESERVE_COLOR:
             raise InputError(f"preserve_color: expected one of {', '.join(PRESERVE_COLOR)}, got {preserve_color!r}")
@@ -168,7 +181,7 @@ class FeedForwardModel:
             raise InputError(f"content_scale: expected a number in (0, 16], got {content_scale!r}")
         if isinstance(x, (list, tuple)):
             return [self.stylize(item, batch_size=batch_size, size=size, content_scale=content_scale,
-                                 preserve_color=preserve_color) for item in x]
+                                 preserve_color=preserve_color, tile=tile, max_memory=max_memory) for item in x]
         is_tensor = isinstance(x, Tensor)
         if is_tensor:
             if x.dim() not in (3, 4) or x.shape[-3] != 3 or not x.is_floating_point():
@@ -184,9 +197,17 @@ class FeedForwardModel:
             batch, origin = from_pil(x), torch.device("cpu")
         else:
             raise InputError(f"stylize: expected a tensor or a PIL image, got {type(x).__name__}")
-        self._check_memory(batch, size, content_scale, batch_size)
+        if tile is not None and (not isinstance(tile, int) or isinstance(tile, bool) or tile < 16):
+            raise InputError(f"tile: expected an integer >= 16, got {tile!r}")
+        budget = parse_memory(max_memory) if isinstance(max_memory, str) else max_memory
+        if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
+            raise InputError(f"max_memory: expected a size such as 2G or 512M, got {max_memory!r}")
+        core = self._check_memory(batch, size, content_scale, batch_size, tile, budget)
         batch = rescale(batch.to(self.device, torch.float32), size, content_scale)
-        outs = [self._forward(batch[i : i + batch_size]) for i in range(0, batch.shape[0], batch_size)]
+        if core is None:
+            outs = [self._forward(batch[i : i + batch_size]) for i in range(0, batch.shape[0], batch_size)]
+        else:
+            outs = [self._forward_tiled(batch[i : i + 1], core) for i in range(batch.shape[0])]
         y = torch.cat(outs) if len(outs) > 1 else outs[0]
         if preserve_color == "luminance":
             y = color.transfer_luminance(y, batch).clamp(0.0, 1.0)
@@ -199,10 +220,16 @@ class FeedForwardModel:
 
     __call__ = stylize
 
+    def _forward_tiled(self, batch: Tensor, core: int) -> Tensor:
+        """(1, 3, H, W) -> (1, 3, H, W) in [0, 1], tile by tile in fp32 eager torch (see :mod:`.tiled`)."""
+        return stylize_tiled(self.net, batch, core).clamp_(0.0, 1.0).contiguous()
+
     def _check_memory(self, batch: Tensor, size: Optional[int], content_scale: Optional[float],
-                      batch_size: int) -> None:
-        """Refuse, before resizing, a pass that cannot fit: every layer's output for each image of a forward
-        pass (measured per pixel on this network), plus the resized batch and its result."""
+                      batch_size: int, tile: Optional[int] = None, max_memory: Optional[int] = None) -> Optional[int]:
+        """Plan the pass before resizing: None (whole) or a tile core side in px. Whole needs every layer's
+        output for each image of a forward pass (measured per pixel on this network) plus the resized batch and
+        its result; tiled needs one haloed tile's layers plus the image and its result. Refuses (InputError)
+        when even the smallest tile cannot fit. Sets :attr:`last_plan`."""
         n, h, w = int(batch.shape[0]), int(batch.shape[-2]), int(batch.shape[-1])
         if self._bytes_per_pixel is None:
             self._bytes_per_pixel = memory.output_bytes_per_pixel(self.net)
@@ -218,10 +245,38 @@ class FeedForwardModel:
             return f"the largest size (longest side) that fits is about {best} px" + (
                 " with --batch-size 1" if batch_size > 1 and n > 1 else "")
 
-        want = size if size is not None else None
-        memory.check_fits(needed(want, content_scale), self.device,
-                          f"stylising {n} image(s) of {w}x{h} px" + (f" at {size} px" if size else "")
-                          + (f" scaled {content_scale:g}x" if content_scale else ""), advice)
+        what = (f"stylising {n} image(s) of {w}x{h} px" + (f" at {size} px" if size else "")
+                + (f" scaled {content_scale:g}x" if content_scale else ""))
+        f = (size / max(h, w)) if size is not None else (content_scale if content_scale is not None else 1.0)
+        th, tw = padded_size(max(1, round(h * f)), max(1, round(w * f)), self.net.multiple, self.net.min_size)
+        whole = needed(size, content_scale)
+        free = memory.available_bytes(self.device)
+        budget = max_memory if max_memory is not None else (None if free is None else FREE_MEMORY_SHARE * free)
+        halo = receptive_halo(self.net)
+        m = self.net.multiple
+
+        def tiled_need(core: int) -> float:
+            side = min(core + 2 * halo, max(th, tw))
+            return side * side * self._bytes_per_pixel + 3 * th * tw * 3 * 4  # tile layers; image, padded, result
+
+        shown = "no limit" if budget is None else memory.gib(budget)
+        if tile is None and (budget is None or whole <= budget):
+            self.last_plan = f"whole image: {tw}x{th} px needs about {memory.gib(whole)} (budget {shown})"
+            return None
+        if tile is None:
+            assert budget is not None
+            core = memory.largest_fitting(lambda c: tiled_need(max(c, 1) * m), budget, max(th, tw) // m) * m
+            if core < max(16, m):
+                where = "GPU memory" if self.device.type == "cuda" else "memory"
+                raise InputError(f"{what} needs about {memory.gib(tiled_need(max(16, m)))} of {where} even in "
+                                 f"tiles, the budget is {memory.gib(budget)}; {advice(budget)}")
+        else:
+            core = max(m, (tile // m) * m)
+        core = min(core, ((max(th, tw) + m - 1) // m) * m)
+        self.last_plan = (f"tiled: {tw}x{th} px in tiles of {core} px (+{halo} px context), whole-image "
+                          f"statistics; about {memory.gib(tiled_need(core))} (budget {shown}; whole would need "
+                          f"{memory.gib(whole)})")
+        return core
 
     # --- checkpoints
     def checkpoint(self, *, training_state: Optional[Mapping[str, Any]] = None, **meta: Any) -> Dict[str, Any]:
