@@ -8,6 +8,8 @@ They judge a result honestly whichever backbone made it (ImageNet VGG or the wei
 - :func:`texture_distance` texture taken from the style image (Gram matrices of a fixed multi-scale Gabor filter
   bank; lower = closer, 0.0 = same statistics, range [0, 1));
 - :func:`score`            all three as a dict;
+- :func:`grid_score`       strength of a grid with a given period (e.g. a pixel-shuffle head's 4-px plaid; 0 = none,
+  1 = all the fine detail is the grid; lower is better);
 - :func:`flicker_score`    temporal steadiness of a stylised clip relative to its input clip (1.0 = changes as much as
   the input; lower is steadier); :class:`FlickerMeter` computes it frame by frame.
 
@@ -41,6 +43,7 @@ __all__ = [
     "texture_distance",
     "score",
     "flicker_score",
+    "grid_score",
     "FlickerMeter",
     "COLOR_DIRECTIONS",
     "COLOR_MAX_PIXELS",
@@ -289,6 +292,41 @@ def score(output: Any, content: Any, style: Any, *, max_pixels: int = DEFAULT_MA
         "color_distance": color_distance(out, sty),
         "texture_distance": texture_distance(out, sty),
     }
+
+
+# --------------------------------------------------------------------------------------------------------- grid score
+
+
+def grid_score(image: Any, period: int = 4) -> float:
+    """The fraction of an image's fine detail that is a grid of ``period`` px: 0 for none, 1 for a pure grid.
+
+    Each channel's high-pass ``x - box(x)`` (a ``period`` x ``period`` moving average, which leaves a pattern of
+    that period whole and removes smooth content) is averaged over the image at each of the period x period
+    phases; the variance of these phase means (the image's spectral energy at the frequencies k/period, the
+    zero frequency excluded) is divided by the high-pass variance. White noise of N pixels scores about
+    period^2 / N; an added plaid of that period scores plaid / (plaid + detail) energy. Channels are pooled;
+    the image needs at least 4 periods per side. **Lower is better.**
+    """
+    if not isinstance(period, int) or isinstance(period, bool) or period < 2:
+        raise InputError(f"period: expected an integer >= 2, got {period!r}")
+    x = _as_image(image, "image").double()
+    if x.shape[-2] < 4 * period or x.shape[-1] < 4 * period:
+        raise InputError(f"image: {x.shape[-1]}x{x.shape[-2]} px is too small for a {period}-px grid score "
+                         f"(needs at least {4 * period} px on each side)")
+    # moving average over the valid region (no wrap: a picture's edges would be a false edge); a pattern of
+    # the period averages to its mean there, smooth content to itself (a ramp to a constant, the same at every
+    # phase, which the phase means' own mean removes)
+    c = period // 2
+    box = F.avg_pool2d(x.flatten(0, 1)[:, None], period, stride=1)[:, 0].reshape(*x.shape[:-2], -1, x.shape[-1] - period + 1)
+    hp = x[..., c : c + box.shape[-2], c : c + box.shape[-1]] - box
+    h, w = (hp.shape[-2] // period) * period, (hp.shape[-1] // period) * period
+    hp = hp[..., :h, :w]
+    phases = hp.reshape(*hp.shape[:-2], h // period, period, w // period, period).mean(dim=(-4, -2))
+    phases = phases - phases.mean(dim=(-2, -1), keepdim=True)
+    total = float(hp.square().mean())
+    if total <= 1e-20:
+        return 0.0
+    return float(phases.square().mean()) / total
 
 
 # ------------------------------------------------------------------------------------------------------ flicker score

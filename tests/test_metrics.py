@@ -216,3 +216,44 @@ def test_bad_input_names_the_argument():
         metrics.texture_distance(torch.rand(1, 2, 8, 8), torch.rand(1, 3, 8, 8))
     with pytest.raises(InputError, match="nope.png"):
         metrics.content_ssim("nope.png", torch.rand(1, 3, 8, 8))
+
+
+# ---------------------------------------------------------------------------------------------------- grid score
+
+
+def _smooth(size: int = 96, seed: int = 0) -> torch.Tensor:
+    """A smooth picture (gradients and slow waves) with faint white noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    gray = 0.5 + 0.2 * np.sin(2 * np.pi * (1.3 * xx + 0.7 * yy)) + 0.1 * xx
+    arr = np.stack([gray, 0.9 * gray, 1.0 - 0.6 * gray], -1) + rng.normal(0, 0.01, (size, size, 3))
+    return _t(arr.astype(np.float32))
+
+
+def _plaid(size: int = 96, period: int = 4, shift: int = 0) -> torch.Tensor:
+    """A zero-mean plaid of ``period`` px (per-phase offsets, as a pixel-shuffle head leaves), amplitude 0.05."""
+    rng = np.random.default_rng(7)
+    tile = rng.normal(0, 0.05, (3, period, period)).astype(np.float32)
+    tile -= tile.mean(axis=(1, 2), keepdims=True)
+    full = np.tile(tile, (1, size // period + 1, size // period + 1))[:, shift : shift + size, shift : shift + size]
+    return torch.from_numpy(np.ascontiguousarray(full))[None]
+
+
+def test_grid_score_is_zero_for_smooth_pictures_and_high_with_a_plaid():
+    clean = _smooth()
+    plaid = _plaid()
+    # noise only: about period^2 / pixels = 16 / 9216; a smooth picture has nothing at the grid frequencies
+    assert metrics.grid_score(clean) < 0.01
+    assert metrics.grid_score(clean + plaid) > 0.8
+    # a pure plaid is all grid, whatever its phase
+    assert metrics.grid_score(0.5 + plaid) == pytest.approx(1.0, abs=1e-9)
+    assert metrics.grid_score(0.5 + _plaid(shift=1)) == pytest.approx(1.0, abs=1e-9)
+    # a plaid of another period is not a 4-px grid (3 px: none of its frequencies is a multiple of 1/4)
+    assert metrics.grid_score(clean + _plaid(period=3)) < 0.01
+    assert metrics.grid_score(clean + _plaid(period=3), period=3) > 0.8
+    # weaker grid, lower score: plaid energy / (plaid + noise energy), both measured in the high-pass
+    assert metrics.grid_score(clean + 0.1 * plaid) < metrics.grid_score(clean + plaid)
+    with pytest.raises(InputError, match="too small"):
+        metrics.grid_score(torch.rand(1, 3, 10, 40))
+    with pytest.raises(InputError, match="period"):
+        metrics.grid_score(clean, period=1)
