@@ -15,10 +15,9 @@ Cost: (norm layers + 1) partial passes (16 for ``standard``), memory: one tile's
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...tensors import pad_to_multiple
