@@ -159,8 +159,8 @@ def measure_bf16(probe: Callable[[bool], Tensor], device: torch.device, *, repea
             why = f"{bound:.4f}: {NOISE_FLOOR_FACTOR}x the {floor:.4f} that an 8-bit nudge of the input moves fp32"
     close = error <= bound
     detail = f"bf16 {t16:.4f} s, fp32 {t32:.4f} s per probe; relative difference {error:.4f}"
-    if faster:
-        detail += f" ({'within' if close else 'over'} {why})" if (not close or bound > MAX_RELATIVE_ERROR) else ""
+    if faster and (not close or bound > MAX_RELATIVE_ERROR):
+        detail += f" ({'within' if close else 'over'} {why})"
     return faster and close, detail
 
 

@@ -215,6 +215,11 @@ def _c_stderr_captured(active: bool) -> Iterator[list[str]]:
             captured.append(sink.read().decode("utf-8", "replace").strip())
 
 
+def _libtiff_said(captured: list[str]) -> str:
+    """What :func:`_c_stderr_captured` caught, on one line of at most 200 characters ("" for nothing)."""
+    return " ".join(" ".join(captured).split())[:200]
+
+
 def _from_pil(im: Image.Image, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Decode a PIL image: EXIF orientation, mode and ICC conversion -> rgb (1,3,H,W), alpha (1,1,H,W) | None."""
     c_text: list[str] = []
@@ -225,11 +230,12 @@ def _from_pil(im: Image.Image, name: str) -> tuple[torch.Tensor, torch.Tensor | 
     except Image.DecompressionBombError as e:
         raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from e
     except Exception as e:  # noqa: BLE001 - truncated / corrupt data
-        said = f"; libtiff: {' '.join(c_text[0].split())[:200]}" if c_text and c_text[0] else ""
+        said = _libtiff_said(c_text)
         raise ImageError(f"{name}: cannot decode image, the file may be truncated or corrupt "
-                         f"({_one_line(e)}{said})") from e
-    if c_text and c_text[0]:
-        warnings.warn(f"{name}: libtiff: {' '.join(c_text[0].split())[:200]}", StyletxWarning, stacklevel=3)
+                         f"({_one_line(e)}{'; libtiff: ' + said if said else ''})") from e
+    said = _libtiff_said(c_text)
+    if said:
+        warnings.warn(f"{name}: libtiff: {said}", StyletxWarning, stacklevel=3)
 
     icc = im.info.get("icc_profile")
     try:

@@ -315,7 +315,7 @@ class VideoWriter:
         rgb = rgb.permute(1, 2, 0).contiguous().numpy()
         if rgb.shape[0] != self.height or rgb.shape[1] != self.width:
             rgb = np.pad(rgb, ((0, self.height - rgb.shape[0]), (0, self.width - rgb.shape[1]), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
         frame.pts = int(pts)
         frame.time_base = self.stream.time_base
         self.last_time = float(pts * self.stream.time_base)
