@@ -35,6 +35,10 @@ class RandomNetConfig:
     or "orthogonal" (rows orthonormal, rescaled to the same variance; slower to build).
     ``content_detail``: relu{k}_2 also reads the image's 2^(k-1)-pixel blocks as channels (:class:`CatConv`);
     measured: lower content SSIM, slightly lower texture distance, so off by default.
+    ``color_channels``: in the first ``color_stages`` stages, relu{k}_1 also carries that many colour detectors
+    (:class:`ColourBank`): ReLU(d . pixel + b) for random unit directions d in normalised RGB and thresholds b
+    spread over the pixels' range, scaled by ``color_gain``. Their Gram matrix compares the joint colour
+    distribution (a sliced-histogram description), which the zero-mean filters cannot see.
     """
 
     widths: Tuple[int, ...] = (96, 192, 256, 384, 384)
@@ -44,6 +48,9 @@ class RandomNetConfig:
     zero_mean: bool = True
     init: str = "kaiming"
     content_detail: bool = False
+    color_channels: int = 0
+    color_stages: int = 1
+    color_gain: float = 1.0
 
     def __post_init__(self) -> None:
         if len(self.widths) != 5:
@@ -107,6 +114,33 @@ class MultiConv(nn.Module):
         return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="replicate"), weight, bias)
 
 
+class ColourBank(nn.Module):
+    """Colour detectors beside a filter bank: (N, 3, H, W) -> cat(ReLU(bank(x)), gain * ReLU(d . x + b)).
+
+    ``d`` are random unit directions in the normalised RGB cube and ``b`` thresholds drawn uniformly from
+    [-2, 2] (normalised pixels lie in about [-2.1, 2.6]); each channel responds to how far a pixel lies past one
+    plane through colour space, so the channels' means and products describe where the pixel colours are.
+    """
+
+    def __init__(self, bank: nn.Module, channels: int, gain: float) -> None:
+        super().__init__()
+        self.bank = bank
+        self.gain = gain
+        self.colour = nn.Conv2d(3, channels, 1)
+
+    def reset_colour(self, gen: torch.Generator) -> None:
+        """Draw the directions and thresholds from ``gen``."""
+        d = torch.randn(self.colour.weight.shape[0], 3, generator=gen)
+        d = d / d.norm(dim=1, keepdim=True)
+        b = torch.rand(self.colour.weight.shape[0], generator=gen) * 4 - 2
+        with torch.no_grad():
+            self.colour.weight.copy_(d.view_as(self.colour.weight))
+            self.colour.bias.copy_(b)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([F.relu(self.bank(x)), self.gain * F.relu(self.colour(x))], dim=1)
+
+
 class BlurDown(nn.Module):
     """Antialiased 2x downsampling of an image: a fixed binomial [1, 3, 3, 1] / 8 filter, stride 2.
 
@@ -168,7 +202,13 @@ def _random_nodes(config: RandomNetConfig, pooling: str) -> List[Node]:
                 nodes.append((f"image{k}", BlurDown(3), "input" if k == 2 else f"image{k - 1}"))
         else:
             src_name, src_ch = ("input" if k == 1 else f"pool{k - 1}"), in_ch
-        nodes.append((f"relu{k}_1", nn.Sequential(MultiConv(src_ch, width, config.kernels), nn.ReLU()), src_name))
+        bank = MultiConv(src_ch, width, config.kernels)
+        if config.color_channels and k <= config.color_stages and src_ch == 3:
+            first: nn.Module = ColourBank(bank, config.color_channels, config.color_gain)
+            width += config.color_channels
+        else:
+            first = nn.Sequential(bank, nn.ReLU())
+        nodes.append((f"relu{k}_1", first, src_name))
         if config.content_detail:
             nodes.append((f"relu{k}_2", CatConv(width, config.content_width, 2 ** (k - 1)), f"relu{k}_1+input"))
         else:
@@ -187,11 +227,17 @@ def build_random(
     with torch.device("meta"):  # no default init: every weight is drawn below
         full = _random_nodes(config, pooling)
     gen = torch.Generator().manual_seed(seed)
+    colour_gen = torch.Generator().manual_seed(seed + 7919)  # its own stream: the other filters stay as they were
     # Draw every conv of the full network in order, so a layer's weights never depend on the truncation.
     for _, module, _ in full:
         module.to_empty(device="cpu")
+        colour_convs = set()
         for sub in module.modules():
-            if isinstance(sub, nn.Conv2d):
+            if isinstance(sub, ColourBank):
+                sub.reset_colour(colour_gen)
+                colour_convs.add(id(sub.colour))
+        for sub in module.modules():
+            if isinstance(sub, nn.Conv2d) and id(sub) not in colour_convs:
                 _init_conv(sub, gen, config)
             elif isinstance(sub, BlurDown):
                 sub.reset_kernel()
