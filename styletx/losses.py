@@ -19,10 +19,13 @@ __all__ = [
     "gram_matrix",
     "content_loss",
     "style_loss",
+    "gram_loss",
+    "layered_gram_loss",
     "layered_style_loss",
     "tv_loss",
     "temporal_loss",
     "LossTerms",
+    "scaled_weights",
     "total_loss",
     "GramMatrix",
     "ContentLoss",
@@ -63,25 +66,36 @@ def content_loss(features: Tensor, target: Tensor) -> Tensor:
 
 def style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
     """Mean squared error between the Gram matrix of (N, C, H, W) features and a (N|1, C, C) target."""
-    gram = gram_matrix(features)
+    return gram_loss(gram_matrix(features), target_gram)
+
+
+def gram_loss(gram: Tensor, target_gram: Tensor) -> Tensor:
+    """Mean squared error between a (N, C, C) Gram matrix and a (N|1, C, C) target (float32 scalar)."""
     if target_gram.shape[-2:] != gram.shape[-2:]:
-        raise InputError(
-            f"style_loss: target Gram is {tuple(target_gram.shape)}, features give {tuple(gram.shape)}"
-        )
-    return F.mse_loss(gram, _fp32(target_gram).expand_as(gram))
+        raise InputError(f"style_loss: target Gram is {tuple(target_gram.shape)}, features give {tuple(gram.shape)}")
+    return F.mse_loss(_fp32(gram), _fp32(target_gram).expand_as(gram))
+
+
+def layered_gram_loss(
+    grams: Mapping[str, Tensor], target_grams: Mapping[str, Tensor], layer_weights: Mapping[str, float]
+) -> Tensor:
+    """sum_l w_l * gram_loss(grams[l], target_grams[l]): the style loss of Gram matrices already computed (the
+    tiled engine accumulates them over tiles)."""
+    total = None
+    for name, weight in layer_weights.items():
+        term = weight * gram_loss(grams[name], target_grams[name])
+        total = term if total is None else total + term
+    if total is None:
+        raise InputError("layered_style_loss: no style layers")
+    return total
 
 
 def layered_style_loss(
     features: Mapping[str, Tensor], target_grams: Mapping[str, Tensor], layer_weights: Mapping[str, float]
 ) -> Tensor:
     """Weighted sum of :func:`style_loss` over layers: sum_l w_l * style_loss(features[l], target_grams[l])."""
-    total = None
-    for name, weight in layer_weights.items():
-        term = weight * style_loss(features[name], target_grams[name])
-        total = term if total is None else total + term
-    if total is None:
-        raise InputError("layered_style_loss: no style layers")
-    return total
+    return layered_gram_loss({name: gram_matrix(features[name]) for name in layer_weights}, target_grams,
+                             layer_weights)
 
 
 def tv_loss(image: Tensor) -> Tensor:
@@ -209,7 +223,13 @@ def target_scaled_weights(targets: Mapping[str, Tensor], weights: Mapping[str, f
     means the same for every layer, image size and backbone, whatever the scale of its features.
     Works for feature targets (N, C, H, W) and Gram targets (N, C, C) alike.
     """
-    return {name: w / (_fp32(targets[name].detach()).pow(2).mean() + 1e-12) for name, w in weights.items()}
+    return scaled_weights({name: _fp32(targets[name].detach()).pow(2).mean() for name in weights}, weights)
+
+
+def scaled_weights(mean_squares: Mapping[str, Tensor], weights: Mapping[str, float]) -> Dict[str, Tensor]:
+    """``{layer: weights[layer] / mean_squares[layer]}``: :func:`target_scaled_weights` from the targets' mean
+    squares (which a tiled run accumulates over tiles)."""
+    return {name: w / (mean_squares[name] + 1e-12) for name, w in weights.items()}
 
 
 def normalised_layer_weights(layers: Sequence[str], weights: Optional[Sequence[float]]) -> Dict[str, float]:

@@ -21,12 +21,14 @@ from torch import Tensor, nn
 
 from .errors import InputError
 
-__all__ = ["available_bytes", "saved_bytes_per_pixel", "output_bytes_per_pixel", "largest_fitting", "check_fits",
-           "gib", "ENV_MEMORY_LIMIT"]
+__all__ = ["available_bytes", "budget_bytes", "FREE_MEMORY_SHARE", "saved_bytes_per_pixel", "output_bytes_per_pixel",
+           "largest_fitting", "check_fits", "gib", "ENV_MEMORY_LIMIT"]
 
 #: Caps the memory budget (bytes, or with a K/M/G suffix); for users sharing a machine, and for tests.
 ENV_MEMORY_LIMIT = "STYLETX_MEMORY_LIMIT"
 _PROBE_SIDES = (32, 64)
+#: Share of the available memory a run may plan to use when no --max-memory is given (the rest is the margin).
+FREE_MEMORY_SHARE = 0.8
 
 
 def gib(n: float) -> str:
@@ -88,6 +90,15 @@ def available_bytes(device: torch.device) -> Optional[int]:
             raise InputError(f"${ENV_MEMORY_LIMIT}: expected a number of bytes such as 8G, got {env!r}")
         found = cap if found is None else min(found, cap)
     return found
+
+
+def budget_bytes(device: torch.device, max_memory: Optional[int] = None) -> Optional[int]:
+    """What a run may plan to use on ``device``: ``max_memory`` (bytes) when given, else FREE_MEMORY_SHARE of
+    :func:`available_bytes` (None when that is unknown: no limit)."""
+    if max_memory is not None:
+        return int(max_memory)
+    free = available_bytes(device)
+    return None if free is None else int(FREE_MEMORY_SHARE * free)
 
 
 def _device_of(module: nn.Module) -> torch.device:

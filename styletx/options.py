@@ -39,6 +39,8 @@ MAX_SEED = 2**63 - 1
 MAX_SCALES = 10
 #: --style-scale: the style at most 32x the output's size (and at least 1/32 of it).
 MAX_STYLE_SCALE = 32.0
+#: --tile of the optimisation engine: cores of at least 64 px (smaller ones are mostly overlap).
+MIN_OPTIMIZE_TILE = 64
 
 _LAYER = re.compile(r"^(conv|relu|pool)(\d+)(?:_(\d+))?$")
 
@@ -116,6 +118,16 @@ def precision_opt() -> Any:
                "$STYLETX_PRECISION forces one), fp32 or bf16.", choices=PRECISIONS)
 
 
+def tile_opt(how: str) -> Any:
+    return opt(None, f"Run in tiles of this many px ({how}); default: tiles only when the whole image does not fit "
+               "in --max-memory.")
+
+
+def max_memory_opt() -> Any:
+    return opt(None, "Memory budget such as 2G or 512M (default: what the device has free, minus a margin); a run "
+               "that needs more is tiled, or refused before it starts if a tile cannot fit.")
+
+
 def preserve_color_opt() -> Any:
     return opt("none", "Keep the content's colours.", choices=PRESERVE_COLOR)
 
@@ -150,6 +162,8 @@ class StylizeOptions:
     weights: Optional[str] = weights_opt()
     preserve_color: str = preserve_color_opt()
     max_pixels: int = max_pixels_opt()
+    tile: Optional[int] = tile_opt("whole-image style statistics, overlapping tiles re-drawn every step")
+    max_memory: Optional[str] = max_memory_opt()
 
     @property
     def min_size(self) -> int:
@@ -178,7 +192,16 @@ class StylizeOptions:
         if self.scales > MAX_SCALES:
             raise InputError(f"scales: expected an integer in [0, {MAX_SCALES}] (0: automatic), got {self.scales!r}")
         _choice("preserve_color", self.preserve_color, PRESERVE_COLOR)
+        if self.tile is not None:
+            _positive_int("tile", self.tile, minimum=MIN_OPTIMIZE_TILE)
+        if self.max_memory is not None:
+            parse_memory(self.max_memory)
         return self
+
+    @property
+    def budget(self) -> Optional[int]:
+        """``max_memory`` in bytes (None: decided from the device's free memory)."""
+        return None if self.max_memory is None else parse_memory(self.max_memory)
 
     @property
     def lr(self) -> float:
@@ -198,10 +221,8 @@ class ModelOptions:
     content_scale: Optional[float] = opt(None, "Scale the content by this factor first (instead of --size).")
     preserve_color: str = preserve_color_opt()
     batch_size: int = opt(4, "Images per forward pass (tensors of one size).")
-    tile: Optional[int] = opt(None, "Run in tiles of this many px (whole-image instance-norm statistics, exact); "
-                              "default: tiles only when the whole image does not fit in --max-memory.")
-    max_memory: Optional[str] = opt(None, "Memory budget such as 2G or 512M (default: what the device has free, "
-                                    "minus a margin); a run that needs more is tiled, or refused if a tile cannot fit.")
+    tile: Optional[int] = tile_opt("whole-image instance-norm statistics, exact")
+    max_memory: Optional[str] = max_memory_opt()
     backend: str = opt("auto", "What runs the network: auto (the fastest measured of torch and onnxruntime), "
                        "torch, torch.compile, onnxruntime or winograd.", choices=BACKENDS)
     device: str = device_opt()
@@ -428,6 +449,8 @@ class TrainOptions:
     device: str = device_opt()
     precision: str = precision_opt()
     max_pixels: int = max_pixels_opt()
+    tile: Optional[int] = tile_opt("whole-image style statistics, overlapping tiles re-drawn every step")
+    max_memory: Optional[str] = max_memory_opt()
 
     @property
     def min_size(self) -> int:

@@ -36,6 +36,7 @@ class RunRecord:
     seconds: float = 0.0
     interrupted: bool = False
     notes: List[str] = field(default_factory=list)
+    plan: str = ""
 
     @property
     def steps(self) -> int:
@@ -57,7 +58,8 @@ class Iterate:
     """What a progress callback receives after every optimisation step.
 
     ``image`` is the current (1, 3, H, W) image in [0, 1] (a live tensor: clone it to keep it);
-    ``elapsed`` is in seconds since the run started, ``memory_mb`` is the peak memory in MiB.
+    ``elapsed`` is in seconds since the run started, ``memory_mb`` is the peak memory in MiB; ``plan``: how the
+    run fits in memory (whole or tiled), in one line.
     """
 
     step: int
@@ -69,6 +71,7 @@ class Iterate:
     elapsed: float
     memory_mb: float
     image: Tensor
+    plan: str = ""
 
 
 @dataclass

@@ -24,9 +24,6 @@ from .backends import BackendChoice, choose_backend
 from .net import ArchConfig, TransformerNet, build_network
 from .tiled import receptive_halo, stylize_tiled
 
-#: Share of the free memory a run may plan to use when no --max-memory is given (the rest is the margin).
-FREE_MEMORY_SHARE = 0.8
-
 __all__ = ["FeedForwardModel", "Transformer", "new_transformer", "load_transformer", "as_model", "PRESERVE_COLOR"]
 
 PRESERVE_COLOR = ("none", "luminance", "histogram")
@@ -250,8 +247,7 @@ class FeedForwardModel:
         f = (size / max(h, w)) if size is not None else (content_scale if content_scale is not None else 1.0)
         th, tw = padded_size(max(1, round(h * f)), max(1, round(w * f)), self.net.multiple, self.net.min_size)
         whole = needed(size, content_scale)
-        free = memory.available_bytes(self.device)
-        budget = max_memory if max_memory is not None else (None if free is None else FREE_MEMORY_SHARE * free)
+        budget = memory.budget_bytes(self.device, max_memory)
         halo = receptive_halo(self.net)
         m = self.net.multiple
 

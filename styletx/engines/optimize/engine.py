@@ -9,25 +9,29 @@ image size and backbone (see docs/guide.md).
 from __future__ import annotations
 
 import math
+import random
 import time
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from .. import device as devices, memory
-from ..errors import InputError
-from ..losses import (
+from ... import device as devices, memory
+from ...errors import InputError
+from ...losses import (
     LossTerms,
     gram_matrix,
     normalised_layer_weights,
+    scaled_weights,
     target_scaled_weights,
     temporal_loss,
     total_loss,
 )
-from ..options import StylizeOptions
-from ..results import Iterate, RunRecord
-from ..tensors import resize_longest, resize_to
+from ...options import MIN_OPTIMIZE_TILE, StylizeOptions
+from ...results import Iterate, RunRecord
+from ...tensors import resize_longest, resize_to
+from . import tiles
 
 __all__ = ["scale_sizes", "plan_sizes", "memory_needed", "optimize_image", "choose_precision_for", "PROBE_SIZE"]
 
@@ -119,43 +123,147 @@ def plan_sizes(content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]]
     return sizes, notes
 
 
-def memory_needed(content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]], options: StylizeOptions,
-                  bytes_per_pixel: float) -> float:
-    """Bytes the optimisation needs at its final scale (the largest): the backbone's saved activations and their
-    gradients (``bytes_per_pixel``, measured by :func:`styletx.memory.saved_bytes_per_pixel`, times 3 for the
-    backward pass and its workspace), the optimiser's state (L-BFGS keeps 100 pairs of image-sized vectors) and
-    a few copies of the image; or, when larger, the style's features at its size."""
+#: L-BFGS keeps this many pairs of image-sized vectors, fewer (down to MIN_HISTORY) where the budget is short.
+HISTORY = 100
+MIN_HISTORY = 10
+
+
+def _pixels(content_hw: Tuple[int, int], longest: int) -> int:
     h, w = content_hw
-    pixels = _shorter(h, w, options.size) * options.size
-    history = 100 * 2 * 3 * 4 if options.optimizer == "lbfgs" else 2 * 3 * 4
-    run = pixels * (3 * bytes_per_pixel + history + 16 * 3 * 4)
-    sides = [(sh, sw, _style_longest(sh, sw, options.size, options)) for sh, sw in style_hws]
-    styles = [longest * _shorter(sh, sw, longest) for sh, sw, longest in sides]
+    return _shorter(h, w, longest) * longest
+
+
+def memory_needed(content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]], options: StylizeOptions,
+                  bytes_per_pixel: float, *, longest: Optional[int] = None, history: int = HISTORY) -> float:
+    """Bytes the optimisation needs, whole, at the scale of ``longest`` px (default: the final one, the largest):
+    the backbone's saved activations and their gradients (``bytes_per_pixel``, measured by
+    :func:`styletx.memory.saved_bytes_per_pixel`, times 3 for the backward pass and its workspace), the
+    optimiser's state (L-BFGS keeps ``history`` pairs of image-sized vectors) and a few copies of the image; or,
+    when larger, the style's features at its size."""
+    longest = longest or options.size
+    pixels = _pixels(content_hw, longest)
+    run = pixels * (3 * bytes_per_pixel + _state_bytes(options, history))
+    sides = [(sh, sw, _style_longest(sh, sw, longest, options)) for sh, sw in style_hws]
+    styles = [side * _shorter(sh, sw, side) for sh, sw, side in sides]
     style_phase = max(styles, default=0) * (bytes_per_pixel + 3 * 4)
     return max(run, style_phase) + pixels * 3 * 4
 
 
-def _check_memory(content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]], options: StylizeOptions,
-                  extractor: torch.nn.Module, device: torch.device) -> None:
-    """Refuse before any work a run that cannot fit in the device's available memory (one line with the largest
-    --size, or --style-scale, that fits)."""
+def _state_bytes(options: StylizeOptions, history: int) -> int:
+    """Bytes per pixel of what lives at image size: the optimiser's history and ~16 copies of the RGB image."""
+    pairs = history if options.optimizer == "lbfgs" else 1
+    return pairs * 2 * 3 * 4 + 16 * 3 * 4
+
+
+def tiled_memory_needed(content_hw: Tuple[int, int], options: StylizeOptions, bytes_per_pixel: float,
+                        content_bytes_per_pixel: float, core: int, *, longest: Optional[int] = None,
+                        history: int = HISTORY) -> float:
+    """Bytes a tiled optimisation needs at the scale of ``longest`` px with cores of ``core`` px: one crop's
+    saved activations (core plus overlap each side), the content targets kept at the cores
+    (``content_bytes_per_pixel``), the optimiser's state and the image's copies."""
+    longest = longest or options.size
+    h, w = content_hw
+    long_side, short_side = longest, _shorter(h, w, longest)
+    reach = core + 2 * tiles.OVERLAP + tiles.ALIGN  # a crop's side: core, overlap each side, grid alignment
+    crop = min(reach, long_side) * min(reach, short_side)
+    pixels = long_side * short_side
+    return crop * 3 * bytes_per_pixel + pixels * (content_bytes_per_pixel + _state_bytes(options, history) + 3 * 4)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How each scale runs: ``cores[k]`` None (whole) or the tile core side in px; the L-BFGS history size;
+    ``line``: the plan in one line (announced by the CLI, kept in the record)."""
+
+    cores: Tuple[Optional[int], ...]
+    history: int
+    line: str
+
+    @property
+    def tiled(self) -> bool:
+        return any(c is not None for c in self.cores)
+
+
+def _content_bytes_per_pixel(extractor: torch.nn.Module, layers: Sequence[str], device: torch.device) -> float:
+    """Bytes per input pixel of the content layers' features (what a tiled run keeps as content targets)."""
+    side = 64
+    with torch.no_grad():
+        feats = extractor(torch.zeros(1, 3, side, side, device=device).contiguous(memory_format=torch.channels_last))
+    return sum(feats[n].numel() * 4 for n in layers) / (side * side)
+
+
+def plan_memory(content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]], options: StylizeOptions,
+                sizes: Sequence[int], extractor: torch.nn.Module, device: torch.device) -> MemoryPlan:
+    """Decide, before any work, how each scale runs within the budget (``options.max_memory``, or what the device
+    has free less a margin): whole where it fits, else in the largest tiles that fit (``options.tile`` forces
+    that size); the L-BFGS history shrinks (not below MIN_HISTORY) where image-sized state would take more than
+    a quarter of the budget. Refuses (InputError, one line with what would fit) a run that cannot fit even in
+    the smallest tiles."""
     bpp = memory.saved_bytes_per_pixel(
         lambda x: extractor(x.contiguous(memory_format=torch.channels_last)), device, extractor)
-    needed = memory_needed(content_hw, style_hws, options, bpp)
+    budget = memory.budget_bytes(device, options.budget)
+    final_pixels = _pixels(content_hw, sizes[-1])
+    history = HISTORY
+    if budget is not None and options.optimizer == "lbfgs":
+        history = max(MIN_HISTORY, min(HISTORY, int(budget / 4 / (final_pixels * 2 * 3 * 4))))
+    whole = [memory_needed(content_hw, style_hws, options, bpp, longest=s, history=history) for s in sizes]
+    cbpp = _content_bytes_per_pixel(extractor, options.content_layers, device)
+    align = tiles.ALIGN
+    smallest = MIN_OPTIMIZE_TILE
+    cores: List[Optional[int]] = []
+    needs: List[float] = []
+    for longest, need_whole in zip(sizes, whole):
+        if options.tile is not None:
+            core: Optional[int] = options.tile if options.tile < longest else None
+        elif budget is None or need_whole <= budget:
+            core = None
+        else:
+            def tiled_need(n: int, longest: int = longest) -> float:
+                return tiled_memory_needed(content_hw, options, bpp, cbpp, max(n, 1) * align, longest=longest,
+                                           history=history)
+            core = memory.largest_fitting(tiled_need, budget, longest // align) * align
+            if core < smallest:
+                _refuse(content_hw, style_hws, options, bpp, cbpp, budget, device, history)
+            core = None if core >= longest else core
+        cores.append(core)
+        needs.append(need_whole if core is None
+                     else tiled_memory_needed(content_hw, options, bpp, cbpp, core, longest=longest, history=history))
+    if budget is not None and options.tile is not None and max(needs) > budget:
+        _refuse(content_hw, style_hws, options, bpp, cbpp, budget, device, history)
+    return MemoryPlan(tuple(cores), history, _plan_line(content_hw, sizes, cores, needs, whole[-1], budget,
+                                                        history, options))
 
-    def advice(budget: float) -> str:
-        at_scale_one = memory_needed(content_hw, style_hws, options.with_(style_scale=1.0), bpp)
-        if options.style_scale > 1 and at_scale_one <= budget:
-            best = memory.largest_fitting(
-                lambda n: memory_needed(content_hw, style_hws, options.with_(style_scale=max(n, 1) / 100), bpp),
-                budget, round(options.style_scale * 100))
-            return f"the largest --style-scale that fits is about {best / 100:g}"
-        best = memory.largest_fitting(
-            lambda n: memory_needed(content_hw, style_hws, options.with_(size=max(n, 16)), bpp), budget, options.size)
-        return f"the largest --size that fits is about {best}" if best >= options.min_size else "it cannot fit here"
 
-    memory.check_fits(needed, device, f"a {options.size} px run ({options.optimizer}, {options.style_scale:g}x style)",
-                      advice)
+def _plan_line(content_hw: Tuple[int, int], sizes: Sequence[int], cores: Sequence[Optional[int]],
+               needs: Sequence[float], whole_final: float, budget: Optional[float], history: int,
+               options: StylizeOptions) -> str:
+    h, w = _final_hw(content_hw, sizes[-1])
+    shown = "no limit" if budget is None else memory.gib(budget)
+    extra = f"; L-BFGS history {history}" if options.optimizer == "lbfgs" and history < HISTORY else ""
+    if cores[-1] is None:
+        return f"whole image: {w}x{h} px needs about {memory.gib(needs[-1])} (budget {shown}){extra}"
+    tiled = [f"{s} px in tiles of {c} px" for s, c in zip(sizes, cores) if c is not None]
+    whole = [str(s) for s, c in zip(sizes, cores) if c is None]
+    return (f"tiled: {w}x{h} px, scale(s) " + ", ".join(tiled) + f" (+{tiles.OVERLAP} px overlap, offsets re-drawn "
+            "every step), whole-image style statistics" + (f"; scale(s) {', '.join(whole)} px whole" if whole else "")
+            + f"; about {memory.gib(max(needs))} (budget {shown}; whole would need {memory.gib(whole_final)})"
+            + extra)
+
+
+def _refuse(content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]], options: StylizeOptions,
+            bpp: float, cbpp: float, budget: float, device: torch.device, history: int) -> None:
+    """InputError: even the smallest tiles do not fit in ``budget``; says the largest --size that would."""
+    def fits(n: int) -> bool:
+        o = options.with_(size=max(n, 16))
+        return tiled_memory_needed(content_hw, o, bpp, cbpp, MIN_OPTIMIZE_TILE, history=MIN_HISTORY) <= budget
+
+    best = memory.largest_fitting(lambda n: 0.0 if fits(n) else 1.0, 0.5, options.size)
+    where = "GPU memory" if device.type == "cuda" else "memory"
+    need = tiled_memory_needed(content_hw, options, bpp, cbpp, options.tile or MIN_OPTIMIZE_TILE, history=history)
+    advice = (f"the largest --size that fits is about {best}" if best >= options.min_size else "it cannot fit here")
+    raise InputError(f"a {options.size} px run ({options.optimizer}) needs about {memory.gib(need)} of {where} even "
+                     f"in tiles of {options.tile or MIN_OPTIMIZE_TILE} px, the budget is {memory.gib(budget)}; "
+                     f"{advice}")
 
 
 def _style_targets(
@@ -167,18 +275,26 @@ def _style_targets(
     bf16: bool,
     device: torch.device,
     options: StylizeOptions,
+    core: Optional[int] = None,
 ) -> Dict[str, Tensor]:
     """Blended target Gram matrices {layer: (1, C, C) float32} of the styles at the scale of ``longest`` px
-    (``style_scale`` times it, enlarged where a style's shorter side would be too small for the layers)."""
+    (``style_scale`` times it, enlarged where a style's shorter side would be too small for the layers);
+    accumulated over tiles of ``core`` px when the scale runs tiled."""
     grams: Dict[str, Tensor] = {}
     with torch.no_grad():
         for style, weight in zip(styles, blend):
             side = _style_longest(int(style.shape[-2]), int(style.shape[-1]), longest, options)
             x = resize_longest(style.to(device), side).contiguous(memory_format=torch.channels_last)
-            with devices.autocast(bf16, device):
-                feats = extractor(x)
+            if core is None:
+                with devices.autocast(bf16, device):
+                    feats = extractor(x)
+                found = {name: gram_matrix(feats[name]) for name in layers}
+                del feats
+            else:
+                found, _ = tiles.tiled_statistics(extractor, x, layers, [], core, bf16=bf16,
+                                                  min_side=options.min_size)
             for name in layers:
-                g = weight * gram_matrix(feats[name])
+                g = weight * found[name]
                 grams[name] = g if name not in grams else grams[name] + g
     return grams
 
@@ -193,11 +309,11 @@ def _initial_image(init: str, content: Tensor, seed: int, init_image: Optional[T
     return content.clone()
 
 
-def _make_optimizer(options: StylizeOptions, image: Tensor) -> torch.optim.Optimizer:
+def _make_optimizer(options: StylizeOptions, image: Tensor, history: int = HISTORY) -> torch.optim.Optimizer:
     if options.optimizer == "adam":
         return torch.optim.Adam([image], lr=options.lr)
     # One evaluation per step, so that every step reports its losses and can be interrupted.
-    return torch.optim.LBFGS([image], lr=options.lr, max_iter=1, history_size=100)
+    return torch.optim.LBFGS([image], lr=options.lr, max_iter=1, history_size=history)
 
 
 def optimize_image(
@@ -229,7 +345,8 @@ def optimize_image(
     content_hw = (int(content.shape[-2]), int(content.shape[-1]))
     style_hws = [(int(s.shape[-2]), int(s.shape[-1])) for s in styles]
     sizes, notes = plan_sizes(content_hw, style_hws, options)
-    _check_memory(content_hw, style_hws, options, extractor, device)
+    plan = plan_memory(content_hw, style_hws, options, sizes, extractor, device)
+    record.plan = plan.line
     record.notes.extend(notes)
     choice = choose_precision_for(extractor, options.precision, device)
     bf16 = choice.bf16
@@ -255,13 +372,24 @@ def optimize_image(
                 image = _initial_image(options.init, target, options.seed, init_image)
             else:
                 image = resize_to(best if best is not None else image, target.shape[-2:]).clamp(0, 1)
+            core = plan.cores[k]
             grams = _style_targets(extractor, styles, blend_weights, options.style_layers, longest, bf16, device,
-                                   options)
-            with torch.no_grad(), devices.autocast(bf16, device):
-                content_feats = extractor(target.contiguous(memory_format=torch.channels_last))
-            content_targets = {name: content_feats[name].float() for name in options.content_layers}
+                                   options, core)
             style_norm = target_scaled_weights(grams, style_layer_weights)
-            content_norm = target_scaled_weights(content_targets, content_layer_weights)
+            content_targets: Dict[str, Tensor] = {}
+            if core is None:
+                with torch.no_grad(), devices.autocast(bf16, device):
+                    content_feats = extractor(target.contiguous(memory_format=torch.channels_last))
+                content_targets = {name: content_feats[name].float() for name in options.content_layers}
+                del content_feats
+                content_norm = target_scaled_weights(content_targets, content_layer_weights)
+            else:
+                _, squares = tiles.tiled_statistics(extractor, target, [], options.content_layers, core, bf16=bf16,
+                                                    min_side=options.min_size)
+                content_norm = scaled_weights(squares, content_layer_weights)
+                tiled_targets = tiles.TiledTargets(grams, style_norm, content_norm, options.content_weight,
+                                                   options.style_weight, options.tv_weight)
+                offsets = random.Random(options.seed * 7919 + k)
             scaled_temporal = None
             if temporal is not None and temporal_weight > 0:
                 size = tuple(target.shape[-2:])
@@ -270,12 +398,14 @@ def optimize_image(
 
             # L-BFGS needs a contiguous (NCHW) leaf; the network gets a channels_last copy of it.
             pixels = image.detach().clone().contiguous().requires_grad_(True)
-            optimizer = _make_optimizer(options, pixels)
+            optimizer = _make_optimizer(options, pixels, plan.history)
             best, best_loss = pixels.detach().clone(), math.inf
             last_terms: Dict[str, LossTerms] = {}
 
             def closure() -> Tensor:
                 optimizer.zero_grad(set_to_none=True)
+                if core is not None:
+                    return _tiled_closure()
                 with devices.autocast(bf16, device):
                     feats = extractor(pixels.contiguous(memory_format=torch.channels_last))
                 terms = total_loss(
@@ -297,6 +427,22 @@ def optimize_image(
                 last_terms["terms"] = terms
                 return terms.total
 
+            def _tiled_closure() -> Tensor:
+                """The same losses over tiles (a new grid offset each evaluation), gradients accumulated."""
+                assert core is not None
+                grid = tiles.tiles_of(tuple(target.shape[-2:]), core, tiles.random_offset(offsets, core),
+                                      min_side=options.min_size)
+                terms = tiles.tiled_terms(pixels, target, extractor, tiled_targets, grid, bf16=bf16)
+                if scaled_temporal is not None:
+                    extra = temporal_weight * temporal_loss(pixels, *scaled_temporal)
+                    extra.backward()
+                    terms = LossTerms(terms.content, terms.style, terms.tv, terms.total + extra.detach(),
+                                      {"temporal": extra.detach()})
+                if not torch.isfinite(terms.total):
+                    pixels.grad = None
+                last_terms["terms"] = terms
+                return terms.total
+
             restores = 0
             for _ in range(_scale_iterations(options.iterations, k, len(record.sizes))):
                 before = pixels.detach().clone()
@@ -307,7 +453,7 @@ def optimize_image(
                     restores += 1
                     with torch.no_grad():
                         pixels.copy_(best)
-                    optimizer = _make_optimizer(options, pixels)
+                    optimizer = _make_optimizer(options, pixels, plan.history)
                     record.notes.append(f"non-finite loss at step {steps_done + 1}: restored the best image so far")
                     if restores >= MAX_NONFINITE_RESTORES:
                         record.notes.append("stopped this scale after repeated non-finite losses")
@@ -336,6 +482,7 @@ def optimize_image(
                             elapsed=time.perf_counter() - start,
                             memory_mb=devices.memory_mb(device),
                             image=pixels.detach().clamp(0, 1),
+                            plan=plan.line,
                         )
                     )
             best, best_loss = _final_check(closure, pixels, best, best_loss)
