@@ -601,9 +601,8 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def write_png16(path, arr: np.ndarray, filters) -> None:
-    """A 16-bit PNG written by hand (not by styletx) with the given row filter types, cycled over the rows,
-    so that the reader meets every filter a foreign encoder may choose."""
+def _filtered_rows(arr: np.ndarray, filters) -> bytes:
+    """The PNG row stream of (h, w, c) uint16 ``arr``: each row with a filter byte, the types cycled over rows."""
     h, w, c = arr.shape
     bpp = 2 * c
     rows = arr.astype(">u2").view(np.uint8).reshape(h, w * bpp).astype(np.int32)
@@ -619,9 +618,25 @@ def write_png16(path, arr: np.ndarray, filters) -> None:
         t = filters[r % len(filters)]
         pred = [np.zeros_like(x), left, up, (left + up) // 2, paeth][t]
         out += bytes([t]) + ((x - pred) % 256).astype(np.uint8).tobytes()
+    return out
+
+
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def write_png16(path, arr: np.ndarray, filters, *, interlace: bool = False) -> None:
+    """A 16-bit PNG written by hand (not by styletx) with the given row filter types, cycled over the rows,
+    so that the reader meets every filter a foreign encoder may choose; ``interlace``: Adam7, seven passes."""
+    h, w, c = arr.shape
+    if interlace:
+        subs = [arr[y0::dy, x0::dx] for x0, y0, dx, dy in ADAM7]
+        stream = b"".join(_filtered_rows(sub, filters) for sub in subs if sub.size)
+    else:
+        stream = _filtered_rows(arr, filters)
     colour = {2: 4, 3: 2, 4: 6}[c]
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, 0))
-                     + _png_chunk(b"IDAT", zlib.compress(out)) + _png_chunk(b"IEND", b""))
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, int(interlace))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(stream))
+                     + _png_chunk(b"IEND", b""))
 
 
 def _srgb_description(icc: bytes) -> str:
@@ -811,3 +826,15 @@ def test_orientation_of_16bit_files_matches_pillow(orientation):
     with Image.open(buf) as im:
         expected = np.asarray(ImageOps.exif_transpose(im))
     assert np.array_equal(_oriented(arr, orientation), expected)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (9, 13), (16, 17)])
+def test_interlaced_16bit_png_is_read_exactly(tmp_path, size):
+    arr = np.random.default_rng(size[0]).integers(0, 65536, (*size, 4), dtype=np.uint16)
+    path = tmp_path / "adam7.png"
+    write_png16(path, arr, [4, 1, 3, 2, 0], interlace=True)
+    got = load_image(path, keep_alpha=True)
+    assert np.array_equal(np.rint(got.tensor[0].numpy() * 65535).astype(np.uint16).transpose(1, 2, 0), arr[..., :3])
+    assert np.array_equal(np.rint(got.alpha[0, 0].numpy() * 65535).astype(np.uint16), arr[..., 3])
+    with Image.open(path) as im:  # Pillow agrees on the high bytes
+        assert np.array_equal(np.asarray(im), (arr >> 8).astype(np.uint8))

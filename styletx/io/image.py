@@ -179,15 +179,13 @@ def _load_file(path: Path, name: str, max_pixels: int) -> tuple[torch.Tensor, to
 
 def _read_deep(path: Path, im: Image.Image, name: str) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """A 16-bit RGB(A) PNG or TIFF read at full precision, or None for Pillow to read (any other file; a 16-bit
-    file Pillow must read at 8 bits, with a warning: interlaced PNG, a TIFF tifffile cannot decode, an ICC
-    profile other than sRGB, which only an 8-bit conversion applies)."""
+    file Pillow must read at 8 bits, with a warning: a TIFF tifffile cannot decode, an ICC profile other than
+    sRGB, which only an 8-bit conversion applies)."""
     if im.format == "PNG":
         with open(path, "rb") as f:
             header = png16.read_header(f)
         if header is None or header.bit_depth != 16 or header.colour_type not in png16.DECODED_TYPES:
             return None
-        if header.interlace:
-            return _eight_bits(name, "interlaced 16-bit PNG")
         if not _icc_allows_16_bits(im, name):
             return None
         try:

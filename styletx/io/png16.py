@@ -3,8 +3,8 @@
 Pillow writes and reads RGB and RGBA PNG at 8 bits per channel only (a 16-bit RGB file is opened as 8-bit
 "RGB", its low bytes dropped). This module is the small part of the PNG format (ISO/IEC 15948) that 16-bit
 output needs: :func:`encode` writes IHDR (bit depth 16, colour type 2 or 6), an iCCP profile, tEXt/iTXt text
-and the IDAT stream; :func:`decode` reads any non-interlaced 16-bit grey+alpha, RGB or RGBA file, with each
-of the five row filters, and checks every chunk's CRC. Nothing here knows about tensors, paths or styletx's
+and the IDAT stream; :func:`decode` reads any 16-bit grey+alpha, RGB or RGBA file, with each of the five row
+filters, interlaced (Adam7) or not, and checks every chunk's CRC. Nothing here knows about tensors, paths or styletx's
 errors: failures raise ValueError with a short reason, which :mod:`styletx.io.image` turns into its own message.
 """
 
@@ -26,11 +26,13 @@ _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 #: Colour types :func:`decode` reads at 16 bits (grey alone Pillow reads fully itself, as mode I;16).
 DECODED_TYPES = (2, 4, 6)
 _ROWS_PER_CHUNK = 256  # rows filtered and compressed at a time: bounded memory for large prints
+#: Adam7 interlacing: (first column, first row, column step, row step) of each of the seven passes.
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 
 
 @dataclass(frozen=True)
 class PngHeader:
-    """The IHDR fields of a PNG file."""
+    """The IHDR fields of a PNG file (``interlace``: 0 none, 1 Adam7)."""
 
     width: int
     height: int
@@ -46,7 +48,7 @@ class PngHeader:
 @dataclass
 class Png16:
     """A decoded 16-bit file: ``pixels`` (H, W, C) uint16 (C = 2, 3 or 4; the last is alpha when C is 2 or 4),
-    the ICC profile bytes (or None), and the text chunks."""
+    the ICC profile bytes (or None), and the tEXt chunks."""
 
     pixels: np.ndarray
     icc_profile: Optional[bytes] = None
@@ -104,12 +106,11 @@ def encode(f: BinaryIO, pixels: np.ndarray, *, icc_profile: Optional[bytes] = No
         f.write(_chunk(b"iCCP", b"sRGB\0\0" + zlib.compress(icc_profile, 9)))
     for key, value in (text or {}).items():
         f.write(_text_chunk(key, value))
-    big_endian = pixels.astype(">u2", copy=False)
     compressor = zlib.compressobj(level)
     previous = np.zeros(width * channels * 2, dtype=np.uint8)
     pending = b""
-    for top in range(0, height, _ROWS_PER_CHUNK):
-        rows = np.ascontiguousarray(big_endian[top : top + _ROWS_PER_CHUNK]).view(np.uint8)
+    for top in range(0, height, _ROWS_PER_CHUNK):  # big-endian a stripe at a time: no full copy of a large print
+        rows = pixels[top : top + _ROWS_PER_CHUNK].astype(">u2").view(np.uint8)
         rows = rows.reshape(rows.shape[0], width * channels * 2)
         pending += compressor.compress(_up_filtered(rows, previous))
         previous = rows[-1].copy()
@@ -210,9 +211,21 @@ def _unfilter_wavefront(types: np.ndarray, filt: np.ndarray, height: int, width:
     return rec.reshape(height + 1, w1, bpp)[1:, 1:].astype(np.uint8).reshape(height, width * bpp)
 
 
+def _passes(header: PngHeader) -> list:
+    """(x0, y0, dx, dy, width, height) of each non-empty sub-image stored: the whole image, or the Adam7 passes."""
+    if not header.interlace:
+        return [(0, 0, 1, 1, header.width, header.height)]
+    out = []
+    for x0, y0, dx, dy in _ADAM7:
+        w, h = -(-(header.width - x0) // dx), -(-(header.height - y0) // dy)
+        if w > 0 and h > 0:
+            out.append((x0, y0, dx, dy, w, h))
+    return out
+
+
 def decode(data: bytes) -> Png16:
-    """Decode a whole 16-bit PNG file (bytes) of colour type 2, 4 or 6, not interlaced. A tRNS colour of an RGB
-    file becomes an alpha channel. Raises ValueError naming what is wrong."""
+    """Decode a whole 16-bit PNG file (bytes) of colour type 2, 4 or 6. A tRNS colour of an RGB file becomes an
+    alpha channel. Raises ValueError naming what is wrong."""
     if data[:8] != SIGNATURE:
         raise ValueError("not a PNG file")
     header: Optional[PngHeader] = None
@@ -243,16 +256,21 @@ def decode(data: bytes) -> Png16:
         raise ValueError("no IHDR chunk")
     if header.bit_depth != 16 or header.colour_type not in DECODED_TYPES:
         raise ValueError(f"bit depth {header.bit_depth}, colour type {header.colour_type}: not a 16-bit colour PNG")
-    if header.interlace:
-        raise ValueError("interlaced (Adam7) 16-bit PNG is not supported")
+    if header.interlace not in (0, 1):
+        raise ValueError(f"unknown interlace method {header.interlace}")
     if header.width == 0 or header.height == 0:
         raise ValueError("empty image")
     channels = header.channels
     bpp = 2 * channels
-    stride = header.width * bpp
-    raw = np.frombuffer(_inflate(b"".join(idat), header.height * (stride + 1)), dtype=np.uint8)
-    rows = _unfilter(raw.reshape(header.height, stride + 1), header.height, stride, bpp)
-    pixels = rows.view(">u2").reshape(header.height, header.width, channels).astype(np.uint16)
+    passes = _passes(header)
+    raw = np.frombuffer(_inflate(b"".join(idat), sum(h * (w * bpp + 1) for *_, w, h in passes)), dtype=np.uint8)
+    pixels = np.empty((header.height, header.width, channels), dtype=np.uint16)
+    pos = 0
+    for x0, y0, dx, dy, w, h in passes:
+        size = h * (w * bpp + 1)
+        rows = _unfilter(raw[pos : pos + size].reshape(h, w * bpp + 1), h, w * bpp, bpp)
+        pixels[y0::dy, x0::dx] = rows.view(">u2").reshape(h, w, channels)
+        pos += size
     if trns is not None and header.colour_type == 2 and len(trns) == 6:
         key = np.array(struct.unpack(">HHH", trns), dtype=np.uint16)
         alpha = np.where((pixels == key).all(axis=2), 0, 65535).astype(np.uint16)
