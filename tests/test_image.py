@@ -838,3 +838,16 @@ def test_interlaced_16bit_png_is_read_exactly(tmp_path, size):
     assert np.array_equal(np.rint(got.alpha[0, 0].numpy() * 65535).astype(np.uint16), arr[..., 3])
     with Image.open(path) as im:  # Pillow agrees on the high bytes
         assert np.array_equal(np.asarray(im), (arr >> 8).astype(np.uint8))
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_a_pil_image_in_another_profile_is_written_in_srgb(tmp_path, depth):
+    img = Image.new("RGB", (2, 1), (200, 100, 80))
+    img.putpixel((1, 0), (30, 40, 200))
+    img.info["icc_profile"] = ADOBE_LIKE
+    path = save_image(img, tmp_path / "p.png", bit_depth=depth)
+    with Image.open(path) as im:
+        assert im.info.get("icc_profile") == srgb_icc_profile()  # not the source's profile over sRGB values
+    expected = load_image(img).tensor  # the colours converted to sRGB
+    assert not torch.allclose(expected, to_tensor(np.asarray(img)), atol=2 / 255)  # the conversion did something
+    torch.testing.assert_close(load_image(path).tensor, expected, atol=TOL8, rtol=0)

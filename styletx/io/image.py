@@ -690,7 +690,10 @@ def _output_pil(image: Image.Image | torch.Tensor | LoadedImage, alpha: torch.Te
         pil = to_pil(image)
     elif isinstance(image, Image.Image):
         pil = image
-        if pil.mode not in ("RGB", "RGBA"):  # palette, 16-bit, CMYK...: convert the way load_image reads them
+        icc = pil.info.get("icc_profile")
+        # palette, 16-bit, CMYK..., or colours in another profile: converted the way load_image reads them, so
+        # that the values match the sRGB profile the file gets
+        if pil.mode not in ("RGB", "RGBA") or (icc and not _is_builtin_srgb(icc)):
             loaded = load_image(pil, keep_alpha=True, max_pixels=pil.width * pil.height)
             pil = loaded.to_pil()
     else:
