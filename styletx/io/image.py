@@ -570,8 +570,8 @@ def save_image(
     Format by extension: .png, .jpg/.jpeg (quality 95, no chroma subsampling), .tif/.tiff (deflate), .webp
     (quality 95). ``bit_depth``: 8 bits per channel, or 16 (PNG and TIFF only, refused for JPEG and WebP before
     anything is written) for print: a float tensor keeps its precision (65535 levels). Every file embeds the
-    sRGB ICC profile (:func:`srgb_icc_profile`). ``alpha`` ((1, 1, H, W) or (H, W) in [0, 1], resized to the image if needed) is put back for
-    PNG/TIFF/WebP; JPEG drops it with a warning. ``metadata`` (str -> str, keys 1..79 Latin-1 characters) goes
+    sRGB ICC profile (:func:`srgb_icc_profile`). ``alpha`` ((1, 1, H, W) or (H, W) in [0, 1], resized to the
+    image if needed) is put back for PNG/TIFF/WebP; JPEG drops it with a warning. ``metadata`` (str -> str, keys 1..79 Latin-1 characters) goes
     into PNG text chunks, EXIF UserComment (JPEG, WebP) or the TIFF ImageDescription, as read by
     :func:`read_metadata`. The write is atomic: a temporary file in the same folder, then a rename; nothing is
     left behind on failure. An existing file is never replaced unless ``overwrite``. An image with non-finite
@@ -732,8 +732,8 @@ def _alpha_plane(alpha: torch.Tensor, size: tuple[int, int], name: str) -> torch
 
 def _to_uint16(x: torch.Tensor) -> np.ndarray:
     """Floats in [0, 1] (clamped, NaN -> 0) -> uint16 levels 0..65535, rounded to the nearest."""
-    return x.to("cpu", torch.float32).nan_to_num(0.0).clamp(0.0, 1.0).mul(65535.0).round().to(torch.int32).numpy() \
-        .astype(np.uint16)
+    levels = x.to("cpu", torch.float32).nan_to_num(0.0).clamp(0.0, 1.0).mul(65535.0).round().to(torch.int32)
+    return levels.numpy().astype(np.uint16)
 
 
 def _output_array16(image: Image.Image | torch.Tensor | LoadedImage, alpha: torch.Tensor | None,
@@ -772,17 +772,20 @@ def _write16(tmp: Path, fmt: str, pixels: np.ndarray, meta: dict[str, str]) -> N
         with open(tmp, "wb") as f:
             png16.encode(f, pixels, icc_profile=icc, text=meta)
         return
-    payload = json.dumps({_META_KEY: meta}, ensure_ascii=True, sort_keys=True) if meta else None
     tifffile.imwrite(tmp, pixels, photometric="rgb", compression="zlib", predictor=True, software=False,
-                     metadata=None, description=payload,
+                     metadata=None, description=_payload(meta),
                      extrasamples=["unassalpha"] if pixels.shape[2] == 4 else None,
                      extratags=[(_ICC_TAG, "B", len(icc), icc, True)])
 
 
+def _payload(meta: dict[str, str]) -> str | None:
+    """The metadata as the JSON text stored in EXIF UserComment and the TIFF ImageDescription (None: none)."""
+    return json.dumps({_META_KEY: meta}, ensure_ascii=True, sort_keys=True) if meta else None
+
+
 def _save_params(fmt: str, meta: dict[str, str]) -> dict:
     """Pillow's save() keywords for ``fmt``: quality, compression, the metadata and the sRGB ICC profile."""
-    payload = json.dumps({_META_KEY: meta}, ensure_ascii=True, sort_keys=True) if meta else None
-    params = _format_params(fmt, meta, payload)
+    params = _format_params(fmt, meta, _payload(meta))
     params["icc_profile"] = srgb_icc_profile()
     return params
 
