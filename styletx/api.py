@@ -31,7 +31,8 @@ from .features import extractor_for
 from .io.crops import ImageCrops
 from .io.files import ensure_folder, list_images, output_paths
 from .io.image import check_output_path, load_image, save_image
-from .options import ModelOptions, StylizeOptions, TrainOptions, as_plain_dict, build, names_only
+from .options import (DEFAULT_BIT_DEPTH, ModelOptions, StylizeOptions, TrainOptions, as_plain_dict, build,
+                      check_bit_depth, names_only)
 from .paths import check_not_an_input, check_writable_folder, file_problem
 from .results import FileDone, Iterate, RunRecord
 from .tensors import resize_longest, resize_to, to_pil
@@ -45,19 +46,28 @@ __all__ = ["StylizeResult", "stylize", "stylize_files", "train", "prepare_extrac
 
 @dataclass
 class StylizeResult:
-    """The stylised image (PIL image, or a (1, 3, H, W) tensor in [0, 1] when asked) and the run's record."""
+    """The stylised image (PIL image, or a (1, 3, H, W) tensor in [0, 1] when asked) and the run's record.
+
+    ``bit_depth``: what :meth:`save` writes unless told otherwise (the run's ``bit_depth`` option). ``pixels``:
+    the result at full precision ((1, 3, H, W) float on the CPU), kept beside a PIL ``image`` when the run asked
+    for 16 bits, so that the file gets every level the engine made."""
 
     image: Any
     record: RunRecord
     alpha: Optional[Tensor] = None
     metadata: Dict[str, str] = field(default_factory=dict)
+    bit_depth: int = DEFAULT_BIT_DEPTH
+    pixels: Optional[Tensor] = None
 
-    def save(self, path: Union[str, Path], *, overwrite: bool = False) -> Path:
-        """Write the image atomically with the run's parameters in its metadata; returns the path. When the write
-        fails while writing (disk full), the picture is kept in :func:`styletx.atomic.rescue_dir` and the
-        InputError says where."""
-        return save_image(self.image, path, overwrite=overwrite, metadata=self.metadata, alpha=self.alpha,
-                          rescue=True)
+    def save(self, path: Union[str, Path], *, overwrite: bool = False, bit_depth: Optional[int] = None) -> Path:
+        """Write the image atomically with the run's parameters in its metadata; returns the path. ``bit_depth``
+        (default: the run's): 8, or 16 for .png and .tif files (a PIL result without ``pixels`` is then
+        written with its 8-bit values). When the write fails while writing (disk full), the picture is kept in
+        :func:`styletx.atomic.rescue_dir` and the InputError says where."""
+        depth = self.bit_depth if bit_depth is None else check_bit_depth(bit_depth)
+        source = self.pixels if depth == 16 and self.pixels is not None else self.image
+        return save_image(source, path, overwrite=overwrite, metadata=self.metadata, alpha=self.alpha,
+                          rescue=True, bit_depth=depth)
 
     def _repr_png_(self) -> Optional[bytes]:  # notebooks show the picture
         pil = self.image if isinstance(self.image, Image.Image) else to_pil(self.image)
@@ -100,7 +110,8 @@ def stylize(
     :class:`~styletx.options.ModelOptions` fields instead. ``callback`` gets an :class:`~styletx.results.Iterate`
     after every optimisation step. ``output="tensor"`` returns a (1, 3, H, W) float tensor instead of a PIL
     image. ``keep_alpha`` carries the content's alpha channel over to the result (``result.alpha``; ``save``
-    writes it).
+    writes it). ``bit_depth=16`` (an option of both engines) makes ``result.save`` write 16 bits per channel
+    (.png or .tif) from the full-precision result.
     """
     if output not in ("pil", "tensor"):
         raise InputError(f"output: expected 'pil' or 'tensor', got {output!r}")
@@ -150,7 +161,14 @@ def stylize(
         record=record,
         alpha=alpha,
         metadata=run_metadata(record, content=_name_of(content), styles=[_name_of(s) for s in styles]),
+        bit_depth=opts.bit_depth,
+        pixels=_kept_pixels(image, opts.bit_depth, output),
     )
+
+
+def _kept_pixels(image: Tensor, bit_depth: int, output: str) -> Optional[Tensor]:
+    """The full-precision result kept for a 16-bit save when the result itself is an 8-bit PIL image."""
+    return image.detach().to("cpu", torch.float32) if bit_depth == 16 and output == "pil" else None
 
 
 def _name_of(source: Any) -> str:
@@ -243,7 +261,7 @@ def _stylize_with_model(content: Any, model: ModelSource, *, output: str, keep_a
     record.notes.append(net.last_plan)
     metadata = {**model_metadata(net, record), "styletx.content": _name_of(content)}
     return StylizeResult(image=y.cpu() if output == "tensor" else to_pil(y.cpu()), record=record, alpha=alpha,
-                         metadata=metadata)
+                         metadata=metadata, bit_depth=opts.bit_depth, pixels=_kept_pixels(y, opts.bit_depth, output))
 
 
 def stylize_files(
@@ -263,7 +281,8 @@ def stylize_files(
     (``name_stylized.png``, never replacing a file); a file name for one input; a folder (created when missing,
     its parent must exist) for several -> ``folder/name_stylized.png``. Every output path is checked before any
     work (no clobbering unless ``overwrite``, never an input); writes are atomic with the model's description in
-    the metadata. options: :class:`~styletx.options.ModelOptions` fields; images of the same size run in
+    the metadata, at ``bit_depth`` bits per channel (16: .png/.tif only, checked before any work). options:
+    :class:`~styletx.options.ModelOptions` fields; images of the same size run in
     batches of ``batch_size``. Several images: the fastest backend is chosen first (``compile``). ``callback``
     gets a :class:`~styletx.results.FileDone` per image.
 
@@ -282,7 +301,7 @@ def stylize_files(
     model_file = model if isinstance(model, (str, Path)) else None
     for dst in outs:
         check_not_an_input(dst, [*files, model_file], "output")
-        check_output_path(dst, overwrite=overwrite, probe=False)
+        check_output_path(dst, overwrite=overwrite, probe=False, bit_depth=opts.bit_depth)
     for folder in dict.fromkeys(dst.parent for dst in outs):
         try:
             check_writable_folder(folder)
@@ -310,7 +329,7 @@ def stylize_files(
             alpha = None if item.alpha is None else resize_to(item.alpha, tuple(y.shape[-2:])).clamp(0, 1)
             written.append(save_image(y, dst, overwrite=overwrite,
                                       metadata={**meta, "styletx.content": src.name, "styletx.plan": net.last_plan},
-                                      alpha=alpha, rescue=True))
+                                      alpha=alpha, rescue=True, bit_depth=opts.bit_depth))
             if callback is not None:
                 callback(FileDone(src, dst, len(written), len(files), seconds, net.last_plan))
     if skipped:

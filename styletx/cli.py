@@ -62,7 +62,19 @@ class CommaList(click.ParamType):
             self.fail(f"expected comma-separated {self.item.__name__} values, got {value!r}", param, ctx)
 
 
-def _click_type(hint: Any, choices: Optional[Tuple[str, ...]]) -> Any:
+class IntChoice(click.Choice):
+    """One of a few integers (``--bit-depth 8|16``): typed as text, checked by click, handed on as an int."""
+
+    def __init__(self, choices: Sequence[int]) -> None:
+        super().__init__([str(c) for c in choices])
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        return int(super().convert(str(value), param, ctx))
+
+
+def _click_type(hint: Any, choices: Optional[Tuple[Any, ...]]) -> Any:
+    if choices and all(isinstance(c, int) and not isinstance(c, bool) for c in choices):
+        return IntChoice(choices)
     if choices:
         return click.Choice(choices)
     args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -201,9 +213,9 @@ def main(ctx: click.Context, debug: bool) -> None:
     retain_freed_memory()  # the CLI owns its process: reuse freed tensor memory (styletx.runtime)
 
 
-def _check_output(out: Path, inputs: Sequence[Any], overwrite: bool) -> None:
+def _check_output(out: Path, inputs: Sequence[Any], overwrite: bool, bit_depth: int) -> None:
     check_not_an_input(out, inputs)  # whatever the flags, a run never writes a file it reads
-    check_output_path(out, overwrite=overwrite)
+    check_output_path(out, overwrite=overwrite, bit_depth=bit_depth)
 
 
 def _check_snapshots(out: Path, inputs: Sequence[Any], overwrite: bool) -> None:
@@ -339,7 +351,7 @@ def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path],
     named = [values.get("init") if values.get("init") not in ("content", "noise") else None,
              values.get("weights") if values.get("weights") != "DEFAULT" else None]
     inputs = [p for p in [*images, *named] if p is not None and os.path.exists(p)]  # files this run reads
-    _check_output(out, inputs, overwrite)
+    _check_output(out, inputs, overwrite, values["bit_depth"])
     if save_every:
         _check_snapshots(out, inputs, overwrite)
 
@@ -350,7 +362,7 @@ def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path],
         if save_every and it.step % save_every == 0:
             snap = out.with_name(f"{out.stem}.step{it.step}{out.suffix}")
             check_not_an_input(snap, inputs, "snapshot")
-            save_image(it.image, snap, overwrite=overwrite)
+            save_image(it.image, snap, overwrite=overwrite, bit_depth=values["bit_depth"])
 
     try:
         result = stylize(content, styles, callback=progress, keep_alpha=keep_alpha, **values)

@@ -24,6 +24,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 #: What runs a feed-forward network (styletx.engines.feedforward.backends).
 BACKENDS = ("auto", "torch", "torch.compile", "onnxruntime", "winograd")
+#: Bits per channel of an output image: 8 (every format) or 16 (PNG and TIFF, for print).
+BIT_DEPTHS = (8, 16)
+DEFAULT_BIT_DEPTH = 8
 
 DEFAULT_CONTENT_LAYERS: Tuple[str, ...] = ("relu4_2",)
 DEFAULT_STYLE_LAYERS: Tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -59,8 +62,9 @@ def min_side(layers: Sequence[str]) -> int:
     return need
 
 
-def opt(default: Any, help: str, *, choices: Optional[Sequence[str]] = None, cli: bool = True) -> Any:
-    """A dataclass field with its CLI help text and allowed values (``choices``) in the metadata."""
+def opt(default: Any, help: str, *, choices: Optional[Sequence[Any]] = None, cli: bool = True) -> Any:
+    """A dataclass field with its CLI help text and allowed values (``choices``: strings, or integers) in the
+    metadata."""
     meta = {"help": help, "choices": tuple(choices) if choices else None, "cli": cli}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use tuples for sequence defaults")
@@ -132,6 +136,18 @@ def preserve_color_opt() -> Any:
     return opt("none", "Keep the content's colours.", choices=PRESERVE_COLOR)
 
 
+def bit_depth_opt() -> Any:
+    return opt(DEFAULT_BIT_DEPTH, "Bits per channel of the output: 16 (.png or .tif only) keeps the full "
+               "precision of the result for print.", choices=BIT_DEPTHS)
+
+
+def check_bit_depth(value: Any) -> int:
+    """``value`` if it is one of :data:`BIT_DEPTHS`; else InputError (one line)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in BIT_DEPTHS:
+        raise InputError(f"bit_depth: expected one of {', '.join(map(str, BIT_DEPTHS))}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class StylizeOptions:
     """Options of the optimisation engine (Gatys et al.). Sizes in pixels, weights are unitless."""
@@ -164,6 +180,7 @@ class StylizeOptions:
     max_pixels: int = max_pixels_opt()
     tile: Optional[int] = tile_opt("whole-image style statistics, overlapping tiles re-drawn every step")
     max_memory: Optional[str] = max_memory_opt()
+    bit_depth: int = bit_depth_opt()
 
     @property
     def min_size(self) -> int:
@@ -196,6 +213,7 @@ class StylizeOptions:
             _positive_int("tile", self.tile, minimum=MIN_OPTIMIZE_TILE)
         if self.max_memory is not None:
             parse_memory(self.max_memory)
+        check_bit_depth(self.bit_depth)
         return self
 
     @property
@@ -228,6 +246,7 @@ class ModelOptions:
     device: str = device_opt()
     precision: str = precision_opt()
     max_pixels: int = max_pixels_opt()
+    bit_depth: int = bit_depth_opt()
 
     def validated(self) -> "ModelOptions":
         """Return self after checking every value; raises InputError naming the first bad option."""
@@ -248,6 +267,7 @@ class ModelOptions:
         _choice("backend", self.backend, BACKENDS)
         _choice("precision", self.precision, PRECISIONS)
         _positive_int("max_pixels", self.max_pixels)
+        check_bit_depth(self.bit_depth)
         return self
 
     def with_(self, **changes: Any) -> "ModelOptions":

@@ -32,10 +32,11 @@ from .results import FrameDone, RunRecord, VideoRecord
 
 __all__ = ["stylize_video", "score_video", "MODEL_VIDEO_OPTIONS", "STYLE_VIDEO_OPTIONS"]
 
-#: Options of each engine that a video run takes (the frame size comes from the clip and ``max_size``).
+#: Options of each engine that a video run takes (the frame size comes from the clip and ``max_size``; frames
+#: are 8-bit video, so no ``bit_depth``).
 MODEL_VIDEO_OPTIONS = ("preserve_color", "backend", "device", "precision")
 STYLE_VIDEO_OPTIONS = tuple(
-    name for name in StylizeOptions.__dataclass_fields__ if name not in ("size", "init", "scales")
+    name for name in StylizeOptions.__dataclass_fields__ if name not in ("size", "init", "scales", "bit_depth")
 )
 _END = object()
 

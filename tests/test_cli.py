@@ -9,9 +9,11 @@ from typing import Any, Optional
 
 import click
 import pytest
+import tifffile
 from click.testing import CliRunner
 from PIL import Image
 
+import styletx
 import styletx.api
 import styletx.cli
 from conftest import make_image
@@ -21,7 +23,7 @@ from styletx.cli import run as run_command
 from styletx.cli import run_model as run_model_command
 from styletx.cli import train as train_command
 from styletx.errors import InputError
-from styletx.io.image import read_metadata
+from styletx.io.image import read_metadata, srgb_icc_profile
 from styletx.options import ModelOptions, StylizeOptions, TrainOptions
 
 FAST = ["--size", "32", "--iterations", "3", "--backbone", "random", "--scales", "1", "-q"]
@@ -285,3 +287,42 @@ def test_run_model_leaves_the_run_command_as_it_found_it(pair, tmp_path):
     before = invoke("--help").output
     invoke("run", "--model", tmp_path / "m.pth", content, "--iterations", "5")  # parsed, then refused
     assert invoke("--help").output == before
+
+
+# ------------------------------------------------------------------ --bit-depth
+
+
+def _png_bit_depth(path: Path) -> int:
+    data = path.read_bytes()
+    assert data[12:16] == b"IHDR"
+    return data[24]
+
+
+def test_run_bit_depth_16_writes_16bit_png_and_snapshots(pair, tmp_path):
+    content, style = pair
+    out = tmp_path / "print.png"
+    result = invoke("run", content, style, "-o", out, "--bit-depth", "16", "--save-every", "2", *FAST)
+    assert result.exit_code == 0, result.output
+    assert _png_bit_depth(out) == 16 and _png_bit_depth(tmp_path / "print.step2.png") == 16
+    levels = (styletx.load_image(out).tensor * 65535).round()
+    assert bool((levels % 257 != 0).any())  # the optimiser's float result, not an 8-bit picture widened
+    assert json.loads(read_metadata(out)["styletx.record"])["options"]["bit_depth"] == 16
+    with Image.open(out) as im:
+        assert im.size == (32, 27) and im.info.get("icc_profile") == srgb_icc_profile()
+
+
+def test_run_bit_depth_16_tiff(pair, tmp_path):
+    content, style = pair
+    out = tmp_path / "print.tif"
+    assert invoke("run", content, style, "-o", out, "--bit-depth", "16", *FAST).exit_code == 0
+    with tifffile.TiffFile(out) as tf:
+        assert tf.pages[0].bitspersample == 16 and tf.pages[0].shape == (27, 32, 3)
+
+
+def test_bad_bit_depth_is_a_one_line_usage_error(pair, tmp_path):
+    content, style = pair
+    out = tmp_path / "o.png"
+    assert_one_line_error(invoke("run", content, style, "-o", out, "--bit-depth", "12", *FAST), 2, "--bit-depth")
+    assert_one_line_error(invoke("run", content, style, "-o", tmp_path / "o.jpg", "--bit-depth", "16", *FAST), 2,
+                          "--bit-depth 16 (bit_depth=16) needs a .png or .tif output")
+    assert sorted(tmp_path.iterdir()) == sorted([content, style])  # nothing written

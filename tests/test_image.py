@@ -10,13 +10,14 @@ import zlib
 
 import numpy as np
 import pytest
+import tifffile
 import torch
-from PIL import ExifTags, Image, ImageCms, ImageFile
+from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps
 
 from conftest import make_image
 from styletx.errors import ImageError, InputError, StyletxWarning
 from styletx.io.files import default_output_path
-from styletx.io.image import LoadedImage, load_image, read_metadata, save_image, to_tensor
+from styletx.io.image import LoadedImage, _oriented, load_image, read_metadata, save_image, srgb_icc_profile, to_tensor
 from styletx.tensors import resize_longest, resize_to, to_pil
 
 TOL8 = 0.5 / 255 + 1e-6  # exactness of an 8-bit value after /255
@@ -248,6 +249,8 @@ def test_16bit_rgb_tiff(tmp_path):
     t = load_image(path).tensor  # Pillow >= 9.5 (our floor) reads 16-bit RGB TIFF: no skip that could hide a failure
     assert px(t, 0, 0) == pytest.approx([1.0, 0.5, 0.0], abs=1 / 255)
     assert px(t, 1, 1) == pytest.approx([1 / 255, 1.0, 1.0], abs=1 / 255)
+    assert px(t, 1, 1)[0] == pytest.approx(256 / 65535, abs=1e-7)  # full precision, not the high byte (1 / 255)
+    assert px(t, 0, 0)[1] == pytest.approx(32768 / 65535, abs=1e-7)
 
 
 # ---------------------------------------------------------------------------------------------------- ICC
@@ -575,3 +578,276 @@ def test_libtiff_messages_become_part_of_the_one_line_error(tmp_path, capfd):
     import sys
     print("still here", file=sys.stderr)  # file descriptor 2 is restored
     assert capfd.readouterr().err == "still here\n"
+
+
+# ------------------------------------------------------------------------------------------- 16-bit output
+
+TOL16 = 1.5 / 65535  # a float saved at 16 bits and read back
+
+
+def _float_image(h: int = 9, w: int = 13, seed: int = 0) -> torch.Tensor:
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def png_ihdr(path) -> tuple:
+    """(width, height, bit depth, colour type, interlace) read straight from a PNG file's IHDR."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    return width, height, depth, colour, interlace
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _filtered_rows(arr: np.ndarray, filters) -> bytes:
+    """The PNG row stream of (h, w, c) uint16 ``arr``: each row with a filter byte, the types cycled over rows."""
+    h, w, c = arr.shape
+    bpp = 2 * c
+    rows = arr.astype(">u2").view(np.uint8).reshape(h, w * bpp).astype(np.int32)
+    out = b""
+    for r in range(h):
+        x = rows[r]
+        up = rows[r - 1] if r else np.zeros_like(x)
+        left = np.concatenate([np.zeros(bpp, np.int32), x[:-bpp]])
+        upleft = np.concatenate([np.zeros(bpp, np.int32), up[:-bpp]])
+        p = left + up - upleft
+        pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - upleft)
+        paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+        t = filters[r % len(filters)]
+        pred = [np.zeros_like(x), left, up, (left + up) // 2, paeth][t]
+        out += bytes([t]) + ((x - pred) % 256).astype(np.uint8).tobytes()
+    return out
+
+
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def write_png16(path, arr: np.ndarray, filters, *, interlace: bool = False) -> None:
+    """A 16-bit PNG written by hand (not by styletx) with the given row filter types, cycled over the rows,
+    so that the reader meets every filter a foreign encoder may choose; ``interlace``: Adam7, seven passes."""
+    h, w, c = arr.shape
+    if interlace:
+        subs = [arr[y0::dy, x0::dx] for x0, y0, dx, dy in ADAM7]
+        stream = b"".join(_filtered_rows(sub, filters) for sub in subs if sub.size)
+    else:
+        stream = _filtered_rows(arr, filters)
+    colour = {2: 4, 3: 2, 4: 6}[c]
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, int(interlace))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(stream))
+                     + _png_chunk(b"IEND", b""))
+
+
+def _srgb_description(icc: bytes) -> str:
+    return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16bit_round_trip_keeps_full_precision_and_the_srgb_profile(tmp_path, ext):
+    t = _float_image()
+    path = save_image(t, tmp_path / f"deep{ext}", bit_depth=16)
+    if ext == ".png":
+        assert png_ihdr(path) == (13, 9, 16, 2, 0)  # 16 bits per channel, RGB
+    else:
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            assert (page.bitspersample, page.samplesperpixel, page.dtype) == (16, 3, np.uint16)
+            assert page.tags[34675].value == srgb_icc_profile()
+    with Image.open(path) as im:
+        icc = im.info.get("icc_profile")
+    assert icc == srgb_icc_profile() and _srgb_description(icc).startswith("sRGB")
+    back = load_image(path).tensor
+    assert back.dtype == torch.float32 and back.shape == t.shape
+    assert float((back - t).abs().max()) <= TOL16
+    levels = (back * 65535).round()
+    assert bool((levels % 257 != 0).any())  # not 8-bit values widened: the low bytes were read
+    assert [p.name for p in tmp_path.iterdir()] == [f"deep{ext}"]  # no temporary file left
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16bit_alpha_and_metadata_round_trip(tmp_path, ext):
+    t = _float_image(8, 10, seed=1)
+    alpha = torch.linspace(0, 1, 10).view(1, 1, 1, 10).expand(1, 1, 8, 10).contiguous()
+    meta = {"styletx": "0.1.0", "options": '{"size": 512}', "note": "café ✓"}
+    path = save_image(t, tmp_path / f"a{ext}", bit_depth=16, alpha=alpha, metadata=meta)
+    if ext == ".png":
+        assert png_ihdr(path)[2:4] == (16, 6)  # RGBA
+    else:
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            assert page.samplesperpixel == 4 and page.bitspersample == 16
+            assert [int(e) for e in page.extrasamples] == [2]  # unassociated (straight) alpha
+    got = load_image(path, keep_alpha=True)
+    assert float((got.tensor - t).abs().max()) <= TOL16
+    assert got.alpha is not None and float((got.alpha - alpha).abs().max()) <= TOL16
+    assert float(got.alpha[0, 0, 0, 0]) == 0.0 and float(got.alpha[0, 0, 0, -1]) == 1.0
+    on_white = load_image(path).tensor  # composited on white when alpha is not kept
+    torch.testing.assert_close(on_white, t * alpha + (1 - alpha), atol=2 * TOL16, rtol=0)
+    assert {k: read_metadata(path)[k] for k in meta} == meta
+    assert read_metadata(save_image(t, tmp_path / f"plain{ext}", bit_depth=16)) == {}
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".jpeg", ".webp"])
+def test_16bit_refused_for_8bit_formats_before_writing(tmp_path, ext):
+    with pytest.raises(InputError) as err:
+        save_image(_float_image(), tmp_path / f"x{ext}", bit_depth=16)
+    message = str(err.value)
+    assert "\n" not in message and "--bit-depth 16" in message and ".png or .tif" in message
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match="bit_depth: expected one of 8, 16"):
+        save_image(_float_image(), tmp_path / "x.png", bit_depth=12)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".tif", ".webp"])
+def test_every_8bit_output_embeds_the_srgb_profile_and_reads_back_unchanged(tmp_path, ext):
+    t = load_image(make_image(16, 12, seed=5)).tensor
+    path = save_image(t, tmp_path / f"p{ext}")
+    with Image.open(path) as im:
+        assert im.mode == "RGB"
+        assert im.info.get("icc_profile") == srgb_icc_profile()
+    if ext in (".png", ".tif"):  # lossless: our own profile is not "converted" (which could move values)
+        torch.testing.assert_close(load_image(path).tensor, t, atol=TOL8, rtol=0)
+
+
+def test_the_embedded_profile_is_fixed_so_outputs_are_reproducible(tmp_path):
+    icc = srgb_icc_profile()
+    assert icc[24:36] == bytes(12) and icc[36:40] == b"acsp"
+    assert _srgb_description(icc).startswith("sRGB")
+    t = _float_image()
+    for depth in (8, 16):
+        a = save_image(t, tmp_path / f"a{depth}.png", bit_depth=depth).read_bytes()
+        b = save_image(t, tmp_path / f"b{depth}.png", bit_depth=depth).read_bytes()
+        assert a == b
+
+
+def test_pil_and_loaded_images_saved_at_16_bits(tmp_path):
+    rgb = make_image(6, 4, seed=2)
+    path = save_image(rgb, tmp_path / "pil.png", bit_depth=16)
+    levels = (load_image(path).tensor * 65535).round().to(torch.int64)
+    expected = torch.from_numpy(np.asarray(rgb).astype(np.int64) * 257).permute(2, 0, 1)[None]
+    assert torch.equal(levels, expected)  # 8-bit values widened exactly (x 257)
+    g16 = Image.fromarray(np.array([[0, 1000, 65535]], dtype=np.uint16))
+    back = load_image(save_image(g16, tmp_path / "g.tif", bit_depth=16)).tensor
+    assert back[0, :, 0, 1].tolist() == pytest.approx([1000 / 65535] * 3, abs=1e-7)  # grey kept at 16 bits
+    loaded = load_image(np.dstack([np.full((4, 4, 3), 40000, np.uint16), np.full((4, 4), 30000, np.uint16)]),
+                        keep_alpha=True)
+    again = load_image(save_image(loaded, tmp_path / "l.png", bit_depth=16), keep_alpha=True)
+    assert float(again.alpha.flatten()[0]) == pytest.approx(30000 / 65535, abs=1e-7)
+    assert float(again.tensor.flatten()[0]) == pytest.approx(40000 / 65535, abs=1e-7)
+
+
+@pytest.mark.parametrize("filters", [[0], [1], [2], [3], [4], [0, 1, 2, 3, 4], [4, 3, 1]],
+                         ids=["none", "sub", "up", "average", "paeth", "all", "mixed"])
+@pytest.mark.parametrize("channels", [3, 4, 2])
+def test_16bit_png_of_any_row_filter_is_read_exactly(tmp_path, filters, channels):
+    rng = np.random.default_rng(channels)
+    arr = rng.integers(0, 65536, (7, 11, channels), dtype=np.uint16)
+    path = tmp_path / "foreign.png"
+    write_png16(path, arr, filters)
+    got = load_image(path, keep_alpha=True)
+    has_alpha = channels in (2, 4)
+    assert (got.alpha is not None) == has_alpha
+    planes = [got.tensor[0].numpy()] + ([got.alpha[0].numpy()] if has_alpha else [])
+    levels = np.rint(np.concatenate(planes) * 65535).astype(np.int64)
+    colour = arr[..., :-1] if has_alpha else arr
+    if colour.shape[2] == 1:
+        colour = np.repeat(colour, 3, axis=2)
+    assert np.array_equal(levels[:3].transpose(1, 2, 0), colour.astype(np.int64))
+    if has_alpha:
+        assert np.array_equal(levels[3], arr[..., -1].astype(np.int64))
+    if channels != 2:  # Pillow, an independent decoder, sees the same high bytes
+        with Image.open(path) as im:
+            assert np.array_equal(np.asarray(im), (arr >> 8).astype(np.uint8))
+
+
+def test_16bit_png_written_by_styletx_reads_the_same_in_pillow(tmp_path):
+    t = _float_image(40, 33, seed=7)
+    path = save_image(t, tmp_path / "p.png", bit_depth=16)
+    levels = (t[0].permute(1, 2, 0) * 65535).round().to(torch.int64).numpy()
+    with Image.open(path) as im:
+        assert np.array_equal(np.asarray(im), (levels >> 8).astype(np.uint8))
+
+
+def test_16bit_tiff_layouts_and_premultiplied_alpha(tmp_path):
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 65536, (5, 6, 3), dtype=np.uint16)
+    planar = tmp_path / "planar.tif"
+    tifffile.imwrite(planar, np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate", metadata=None)
+    levels = np.rint(load_image(planar).tensor[0].numpy() * 65535).astype(np.uint16).transpose(1, 2, 0)
+    assert np.array_equal(levels, rgb)
+    alpha = np.full((5, 6, 1), 32768, np.uint16)
+    straight = np.full((5, 6, 3), 50000, np.uint16)
+    premultiplied = np.rint(straight * (32768 / 65535)).astype(np.uint16)
+    assoc = tmp_path / "assoc.tif"
+    tifffile.imwrite(assoc, np.concatenate([premultiplied, alpha], axis=2), photometric="rgb",
+                     extrasamples=["assocalpha"], metadata=None)
+    got = load_image(assoc, keep_alpha=True)
+    assert float(got.tensor.flatten()[0]) == pytest.approx(50000 / 65535, abs=2 / 65535)
+    assert float(got.alpha.flatten()[0]) == pytest.approx(32768 / 65535, abs=1e-7)
+
+
+def test_16bit_with_another_profile_is_converted_at_8_bits_with_a_warning(tmp_path):
+    arr = np.zeros((1, 4, 3), np.uint16)
+    arr[0] = [(51400, 25700, 20560), (32896, 32896, 32896), (15420, 41120, 23130), (7710, 10280, 51400)]
+    path = tmp_path / "adobe16.tif"
+    tifffile.imwrite(path, arr, photometric="rgb", metadata=None,
+                     extratags=[(34675, "B", len(ADOBE_LIKE), ADOBE_LIKE, True)])
+    with pytest.warns(StyletxWarning, match=r"adobe16\.tif: 16-bit image with a non-sRGB ICC profile.*8 bits"):
+        t = load_image(path).tensor
+    assert np.ptp(px(t, 0, 0)) > np.ptp(arr[0, 0] / 65535) + 0.03  # the wider gamut was applied
+
+
+def test_corrupt_16bit_png_is_one_line_image_error(tmp_path):
+    path = save_image(_float_image(20, 20), tmp_path / "ok.png", bit_depth=16)
+    data = bytearray(path.read_bytes())
+    idat = data.index(b"IDAT")
+    data[idat + 10] ^= 0xFF
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match=r"bad\.png: cannot decode image.*CRC") as err:
+        load_image(bad)
+    assert "\n" not in str(err.value)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(path.read_bytes()[: idat + 40])
+    with pytest.raises(ImageError, match=r"cut\.png"):
+        load_image(cut)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_of_16bit_files_matches_pillow(orientation):
+    arr = np.arange(3 * 5 * 3, dtype=np.uint8).reshape(3, 5, 3)
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[ExifTags.Base.Orientation] = orientation
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", exif=exif)
+    with Image.open(buf) as im:
+        expected = np.asarray(ImageOps.exif_transpose(im))
+    assert np.array_equal(_oriented(arr, orientation), expected)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (9, 13), (16, 17)])
+def test_interlaced_16bit_png_is_read_exactly(tmp_path, size):
+    arr = np.random.default_rng(size[0]).integers(0, 65536, (*size, 4), dtype=np.uint16)
+    path = tmp_path / "adam7.png"
+    write_png16(path, arr, [4, 1, 3, 2, 0], interlace=True)
+    got = load_image(path, keep_alpha=True)
+    assert np.array_equal(np.rint(got.tensor[0].numpy() * 65535).astype(np.uint16).transpose(1, 2, 0), arr[..., :3])
+    assert np.array_equal(np.rint(got.alpha[0, 0].numpy() * 65535).astype(np.uint16), arr[..., 3])
+    with Image.open(path) as im:  # Pillow agrees on the high bytes
+        assert np.array_equal(np.asarray(im), (arr >> 8).astype(np.uint8))
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_a_pil_image_in_another_profile_is_written_in_srgb(tmp_path, depth):
+    img = Image.new("RGB", (2, 1), (200, 100, 80))
+    img.putpixel((1, 0), (30, 40, 200))
+    img.info["icc_profile"] = ADOBE_LIKE
+    path = save_image(img, tmp_path / "p.png", bit_depth=depth)
+    with Image.open(path) as im:
+        assert im.info.get("icc_profile") == srgb_icc_profile()  # not the source's profile over sRGB values
+    expected = load_image(img).tensor  # the colours converted to sRGB
+    assert not torch.allclose(expected, to_tensor(np.asarray(img)), atol=2 / 255)  # the conversion did something
+    torch.testing.assert_close(load_image(path).tensor, expected, atol=TOL8, rtol=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -76,3 +77,41 @@ def test_the_api_takes_a_loaded_model_and_its_options(tmp_path, content_image):
     assert result.record.options["size"] == 32
     x = torch.rand(1, 3, 20, 20)
     assert torch.equal(model.stylize(x), model.stylize(x))
+
+
+def test_run_model_bit_depth_16(tmp_path):
+    path = _model(tmp_path)
+    photos = _photos(tmp_path / "photos", [(24, 20), (20, 24)])
+    result = CliRunner().invoke(main, ["run", "--model", str(path), str(photos), "-o", str(tmp_path / "out"),
+                                       "-q", "--precision", "fp32", "--bit-depth", "16"])
+    assert result.exit_code == 0, result.output
+    written = sorted((tmp_path / "out").iterdir())
+    assert len(written) == 2
+    for p in written:
+        data = p.read_bytes()
+        assert data[12:16] == b"IHDR" and data[24] == 16  # bit depth 16
+    assert json.loads(read_metadata(written[0])["styletx.model"])["precision"] == "fp32"  # metadata at 16 bits
+    refused = CliRunner().invoke(main, ["run", "--model", str(path), str(photos / "p0.png"), "-o",
+                                        str(tmp_path / "x.jpg"), "-q", "--bit-depth", "16"])
+    assert refused.exit_code == 2 and "--bit-depth 16" in refused.output
+    assert not (tmp_path / "x.jpg").exists()
+
+
+def test_the_api_saves_16_bits_from_the_full_precision_result(tmp_path, content_image):
+    model = styletx.new_transformer("slim", seed=0, device="cpu", **TINY)
+    result = styletx.stylize(content_image, model=model, size=32, precision="fp32", backend="torch", bit_depth=16)
+    assert result.bit_depth == 16 and result.pixels is not None
+    deep = result.save(tmp_path / "deep.png")
+    assert deep.read_bytes()[24] == 16
+    back = styletx.load_image(deep).tensor
+    assert float((back - result.pixels).abs().max()) <= 1.5 / 65535
+    assert result.save(tmp_path / "flat.png", bit_depth=8).read_bytes()[24] == 8
+    with pytest.raises(styletx.InputError, match="--bit-depth 16"):
+        result.save(tmp_path / "x.jpg")
+    assert not (tmp_path / "x.jpg").exists()
+    plain = styletx.stylize(content_image, model=model, size=32, precision="fp32", backend="torch")
+    assert plain.bit_depth == 8 and plain.pixels is None
+    assert plain.save(tmp_path / "p.png").read_bytes()[24] == 8
+    for bad in (12, True, 16.0, "16"):
+        with pytest.raises(styletx.InputError, match="bit_depth: expected one of 8, 16, got"):
+            styletx.stylize(content_image, model=model, bit_depth=bad)

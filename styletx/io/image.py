@@ -1,9 +1,11 @@
 """Image files in and out: anything image-like in, float32 (1, 3, H, W) sRGB tensors in [0, 1] out, and back to files.
 
 Loading applies EXIF orientation, converts every Pillow mode (palette, grayscale, 16-bit, CMYK, alpha) to RGB,
-converts an embedded ICC profile to sRGB and refuses decompression bombs before decoding. Saving is atomic
-(temporary file in the same folder, then a rename), refuses to overwrite unless asked, and stores a small
-str -> str metadata dict that :func:`read_metadata` reads back.
+converts an embedded ICC profile to sRGB and refuses decompression bombs before decoding; 16-bit RGB(A) PNG and
+TIFF files, which Pillow reads at 8 bits, are read at full precision (:mod:`styletx.io.png16`, tifffile).
+Saving is atomic (temporary file in the same folder, then a rename), refuses to overwrite unless asked, writes 8
+or 16 bits per channel (16: PNG and TIFF), embeds the sRGB ICC profile, and stores a small str -> str metadata
+dict that :func:`read_metadata` reads back.
 """
 
 from __future__ import annotations
@@ -22,18 +24,21 @@ from pathlib import Path
 from typing import Callable, Union
 
 import numpy as np
+import tifffile
 import torch
 from PIL import ExifTags, Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from . import png16
 from ..atomic import atomic_path, one_line as _one_line, write_or_rescue
 from ..errors import ImageError, InputError, StyletxWarning
-from ..options import DEFAULT_MAX_PIXELS
+from ..options import DEFAULT_BIT_DEPTH, DEFAULT_MAX_PIXELS, check_bit_depth
 from ..paths import check_writable_folder, file_problem
 from ..tensors import resize_to, to_pil
 
 __all__ = [
     "MAX_PIXELS",
     "SAVE_FORMATS",
+    "DEEP_FORMATS",
     "ImageSource",
     "LoadedImage",
     "load_image",
@@ -41,6 +46,7 @@ __all__ = [
     "to_pil",
     "save_image",
     "read_metadata",
+    "srgb_icc_profile",
 ]
 
 #: Largest image (width * height) :func:`load_image` decodes unless told otherwise: 100 megapixels.
@@ -59,6 +65,10 @@ SAVE_FORMATS: dict[str, str] = {
     ".tiff": "TIFF",
     ".webp": "WEBP",
 }
+
+#: Formats :func:`save_image` writes at 16 bits per channel (``bit_depth=16``).
+DEEP_FORMATS = ("PNG", "TIFF")
+_ICC_TAG = 34675  # TIFF tag of the ICC profile
 
 # Raster formats load_image will decode. Deliberately excludes EPS (runs Ghostscript), WMF and other exotica.
 _READ_FORMATS = (
@@ -161,7 +171,115 @@ def _load_file(path: Path, name: str, max_pixels: int) -> tuple[torch.Tensor, to
     im = _open(path, name)
     with im:
         _check_pixels(name, *im.size, max_pixels)
+        deep = _read_deep(path, im, name)
+        if deep is not None:
+            return deep
         return _from_pil(im, name)
+
+
+def _read_deep(path: Path, im: Image.Image, name: str) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """A 16-bit RGB(A) PNG or TIFF read at full precision, or None for Pillow to read (any other file; a 16-bit
+    file Pillow must read at 8 bits, with a warning: a TIFF tifffile cannot decode, an ICC profile other than
+    sRGB, which only an 8-bit conversion applies)."""
+    if im.format == "PNG":
+        with open(path, "rb") as f:
+            header = png16.read_header(f)
+        if header is None or header.bit_depth != 16 or header.colour_type not in png16.DECODED_TYPES:
+            return None
+        if not _icc_allows_16_bits(im, name):
+            return None
+        try:
+            pixels = png16.decode(path.read_bytes()).pixels
+        except ValueError as e:
+            raise ImageError(f"{name}: cannot decode image, the file may be truncated or corrupt ({e})") from e
+    elif im.format == "TIFF" and _is_deep_tiff(im):
+        if not _icc_allows_16_bits(im, name):
+            return None
+        pixels = _read_tiff16(path, name)
+        if pixels is None:
+            return None
+    else:
+        return None
+    pixels = _oriented(pixels, _orientation(im, name))
+    t = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)).astype(np.float32) / 65535.0)[None]
+    return _split_channels(t)
+
+
+def _icc_allows_16_bits(im: Image.Image, name: str) -> bool:
+    """No profile or an sRGB one: the 16-bit values are read as they are. Another profile is applied by the
+    8-bit path (LittleCMS through Pillow converts 8-bit images only), with a warning."""
+    icc = im.info.get("icc_profile")
+    if not icc or _is_srgb(icc):
+        return True
+    _eight_bits(name, "16-bit image with a non-sRGB ICC profile, converted to sRGB")
+    return False
+
+
+def _eight_bits(name: str, why: str) -> None:
+    warnings.warn(f"{name}: {why}: read at 8 bits per channel", StyletxWarning, stacklevel=5)
+    return None
+
+
+def _is_deep_tiff(im: Image.Image) -> bool:
+    """Whether a TIFF Pillow opened is 16-bit unsigned RGB or RGBA, which Pillow decodes at 8 bits."""
+    tags = getattr(im, "tag_v2", {})
+    bits = tags.get(258)
+    bits = tuple(bits) if isinstance(bits, (tuple, list)) else (bits,)
+    return (tags.get(262) == 2 and tags.get(277) in (3, 4) and set(bits) == {16}
+            and tags.get(339, 1) in (1, (1,) * len(bits)))
+
+
+def _read_tiff16(path: Path, name: str) -> np.ndarray | None:
+    """The first page of a 16-bit RGB(A) TIFF as (H, W, 3|4) uint16 (straight alpha), or None (with a warning)
+    when tifffile cannot decode it (a compression it lacks a codec for), for Pillow to read at 8 bits."""
+    try:
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            arr = page.asarray()
+            samples = int(page.samplesperpixel)
+            extra = tuple(int(e) for e in (page.extrasamples or ()))
+            if int(page.planarconfig) == 2 and arr.ndim == 3 and arr.shape[0] == samples:
+                arr = np.moveaxis(arr, 0, -1)
+    except Exception as e:  # noqa: BLE001 - a missing codec or a damaged file: Pillow reads it or says why
+        return _eight_bits(name, f"16-bit TIFF that tifffile cannot decode ({_one_line(e)})")
+    if arr.ndim != 3 or arr.shape[2] != samples or arr.dtype != np.uint16:
+        return _eight_bits(name, f"16-bit TIFF of shape {tuple(arr.shape)}")
+    if samples == 4 and extra[:1] not in ((1,), (2,)):
+        return arr[..., :3]  # an unspecified fourth sample is not transparency (Pillow: RGBX)
+    if samples == 4 and extra[0] == 1:  # associated (premultiplied) alpha -> straight
+        f = arr.astype(np.float64)
+        a = f[..., 3:]
+        colour = np.where(a > 0, f[..., :3] * 65535.0 / np.maximum(a, 1.0), 0.0)
+        arr = np.concatenate([colour.clip(0, 65535).round(), a], axis=2).astype(np.uint16)
+    return arr
+
+
+def _orientation(im: Image.Image, name: str) -> int:
+    try:
+        return int(im.getexif().get(ExifTags.Base.Orientation, 1) or 1)
+    except Exception as e:  # noqa: BLE001 - malformed EXIF must not make the picture unreadable
+        warnings.warn(f"{name}: EXIF orientation could not be read ({_one_line(e)}); using the image as stored",
+                      StyletxWarning, stacklevel=5)
+        return 1
+
+
+def _oriented(a: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) turned upright for an EXIF orientation (1..8), as :func:`PIL.ImageOps.exif_transpose` does."""
+    if orientation == 2:
+        return a[:, ::-1]
+    if orientation == 3:
+        return a[::-1, ::-1]
+    if orientation == 4:
+        return a[::-1]
+    if orientation == 5:
+        return a.transpose(1, 0, 2)
+    if orientation == 6:
+        return np.rot90(a, -1)
+    if orientation == 7:
+        return a[::-1, ::-1].transpose(1, 0, 2)
+    if orientation == 8:
+        return np.rot90(a, 1)
+    return a
 
 
 def _open(path: Path, name: str) -> Image.Image:
@@ -249,7 +367,7 @@ def _from_pil(im: Image.Image, name: str) -> tuple[torch.Tensor, torch.Tensor | 
     if im.mode in ("RGBA", "LA"):
         alpha = np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0
         im = im.convert("RGB" if im.mode == "RGBA" else "L")
-    if icc or im.mode == "LAB":
+    if (icc and not _is_builtin_srgb(icc)) or im.mode == "LAB":
         im = _to_srgb(im, icc, name)
     rgb = _pil_colour_to_array(im, name)
     rgb_t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
@@ -299,6 +417,34 @@ def _to_srgb(im: Image.Image, icc: bytes | None, name: str) -> Image.Image:
 @functools.lru_cache(maxsize=1)
 def _srgb_profile() -> ImageCms.ImageCmsProfile:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+@functools.lru_cache(maxsize=1)
+def srgb_icc_profile() -> bytes:
+    """The sRGB ICC profile every output embeds: LittleCMS's built-in sRGB (``ImageCms.createProfile("sRGB")``)
+    with the creation time in its header (bytes 24..35) set to zero, so that the same picture always gives the
+    same file. (Its profile ID, bytes 84..99, is zero: not computed, which ICC v4 allows.)"""
+    data = bytearray(_srgb_profile().tobytes())
+    data[24:36] = bytes(12)
+    return bytes(data)
+
+
+def _is_builtin_srgb(icc: bytes) -> bool:
+    """Whether ``icc`` is :func:`srgb_icc_profile` (whatever its creation time): no conversion is needed."""
+    ours = srgb_icc_profile()
+    return len(icc) == len(ours) and icc[:24] == ours[:24] and icc[36:] == ours[36:]
+
+
+def _is_srgb(icc: bytes) -> bool:
+    """Whether ``icc`` is an sRGB profile (ours, or one whose description says sRGB, such as "sRGB
+    IEC61966-2.1"): 16-bit data in it is read as it is, at full precision."""
+    if _is_builtin_srgb(icc):
+        return True
+    try:
+        desc = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+    except Exception:  # noqa: BLE001 - a broken profile: let the 8-bit path warn about it
+        return False
+    return desc.strip().lower().startswith("srgb")
 
 
 def _pil_colour_to_array(im: Image.Image, name: str) -> np.ndarray:
@@ -417,29 +563,38 @@ def save_image(
     metadata: Mapping[str, str] | None = None,
     alpha: torch.Tensor | None = None,
     rescue: bool = False,
+    bit_depth: int = DEFAULT_BIT_DEPTH,
 ) -> Path:
     """Write ``image`` ((1, 3, H, W) / (3, H, W) tensor in [0, 1], PIL image or LoadedImage) to ``path``; return it.
 
     Format by extension: .png, .jpg/.jpeg (quality 95, no chroma subsampling), .tif/.tiff (deflate), .webp
-    (quality 95). ``alpha`` ((1, 1, H, W) or (H, W) in [0, 1], resized to the image if needed) is put back for
-    PNG/TIFF/WebP; JPEG drops it with a warning. ``metadata`` (str -> str, keys 1..79 Latin-1 characters) goes
+    (quality 95). ``bit_depth``: 8 bits per channel, or 16 (PNG and TIFF only, refused for JPEG and WebP before
+    anything is written) for print: a float tensor keeps its precision (65535 levels). Every file embeds the
+    sRGB ICC profile (:func:`srgb_icc_profile`). ``alpha`` ((1, 1, H, W) or (H, W) in [0, 1], resized to the
+    image if needed) is put back for PNG/TIFF/WebP; JPEG drops it with a warning. ``metadata`` (str -> str, keys 1..79 Latin-1 characters) goes
     into PNG text chunks, EXIF UserComment (JPEG, WebP) or the TIFF ImageDescription, as read by
     :func:`read_metadata`. The write is atomic: a temporary file in the same folder, then a rename; nothing is
     left behind on failure. An existing file is never replaced unless ``overwrite``. An image with non-finite
     values (NaN, inf) is refused, never written as black. ``rescue``: when the write fails while writing (disk
     full), keep the picture in :func:`styletx.atomic.rescue_dir` and say where in the error.
     """
-    path = check_output_path(path, overwrite=overwrite, probe=False)
+    path = check_output_path(path, overwrite=overwrite, probe=False, bit_depth=bit_depth)
     name = str(path)
     fmt = _save_format(path)
     meta = _check_metadata(metadata)
     _check_finite(image, name)
-    pil = _output_pil(image, alpha, fmt, name)
-    params = _save_params(fmt, meta)
+    if bit_depth == 16:
+        pixels = _output_array16(image, alpha, name)
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            pil.save(f, format=fmt, **params)
+        def write(tmp: Path) -> None:
+            _write16(tmp, fmt, pixels, meta)
+    else:
+        pil = _output_pil(image, alpha, fmt, name)
+        params = _save_params(fmt, meta)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                pil.save(f, format=fmt, **params)
 
     try:
         if rescue:
@@ -467,10 +622,11 @@ def _check_finite(image: object, name: str) -> None:
         raise ImageError(f"{name}: not written: the image has NaN or infinite values")
 
 
-def check_output_path(path: str | os.PathLike, *, overwrite: bool = False, probe: bool = True) -> Path:
-    """Check that an image can be written to ``path`` (not a folder, known extension, folder exists and is
-    writable, no clobbering); return it. ``probe``: prove the folder writable by creating and removing a
-    temporary file in it.
+def check_output_path(path: str | os.PathLike, *, overwrite: bool = False, probe: bool = True,
+                      bit_depth: int = DEFAULT_BIT_DEPTH) -> Path:
+    """Check that an image can be written to ``path`` (not a folder, known extension, a format that stores
+    ``bit_depth`` bits per channel, folder exists and is writable, no clobbering); return it. ``probe``: prove
+    the folder writable by creating and removing a temporary file in it.
 
     Called before long runs so that a bad output path fails at once, not after the work.
     """
@@ -478,7 +634,11 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = False, probe
     name = str(path)
     if path.is_dir():
         raise ImageError(f"{name}: is a folder; give a file name such as {str(path / 'out.png')!r}")
-    _save_format(path)
+    fmt = _save_format(path)
+    check_bit_depth(bit_depth)
+    if bit_depth == 16 and fmt not in DEEP_FORMATS:
+        raise ImageError(f"{name}: --bit-depth 16 (bit_depth=16) needs a .png or .tif output; {fmt} stores "
+                         "8 bits per channel")
     folder = path.parent
     if not folder.is_dir():
         raise ImageError(f"{name}: output folder {str(folder)!r} does not exist")
@@ -530,7 +690,10 @@ def _output_pil(image: Image.Image | torch.Tensor | LoadedImage, alpha: torch.Te
         pil = to_pil(image)
     elif isinstance(image, Image.Image):
         pil = image
-        if pil.mode not in ("RGB", "RGBA"):  # palette, 16-bit, CMYK...: convert the way load_image reads them
+        icc = pil.info.get("icc_profile")
+        # palette, 16-bit, CMYK..., or colours in another profile: converted the way load_image reads them, so
+        # that the values match the sRGB profile the file gets
+        if pil.mode not in ("RGB", "RGBA") or (icc and not _is_builtin_srgb(icc)):
             loaded = load_image(pil, keep_alpha=True, max_pixels=pil.width * pil.height)
             pil = loaded.to_pil()
     else:
@@ -547,6 +710,12 @@ def _output_pil(image: Image.Image | torch.Tensor | LoadedImage, alpha: torch.Te
 
 def _alpha_to_pil(alpha: torch.Tensor, size: tuple[int, int], name: str = "alpha") -> Image.Image:
     """(1, 1, H, W), (1, H, W) or (H, W) in [0, 1] -> PIL "L" image of ``size`` (W, H), resized if needed."""
+    a8 = _alpha_plane(alpha, size, name).mul(255.0).round().to(torch.uint8).numpy()
+    return Image.fromarray(np.ascontiguousarray(a8))
+
+
+def _alpha_plane(alpha: torch.Tensor, size: tuple[int, int], name: str) -> torch.Tensor:
+    """(1, 1, H, W), (1, H, W) or (H, W) in [0, 1] -> (H, W) float32 on the CPU of ``size`` (W, H), in [0, 1]."""
     a = alpha.detach() if isinstance(alpha, torch.Tensor) else torch.as_tensor(np.asarray(alpha))
     if a.ndim == 2:
         a = a[None, None]
@@ -558,12 +727,70 @@ def _alpha_to_pil(alpha: torch.Tensor, size: tuple[int, int], name: str = "alpha
     width, height = size
     if tuple(a.shape[-2:]) != (height, width):
         a = resize_to(a, (height, width), mode="bilinear")
-    a8 = a[0, 0].nan_to_num(0.0).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).numpy()
-    return Image.fromarray(np.ascontiguousarray(a8))
+    return a[0, 0].nan_to_num(0.0).clamp(0.0, 1.0)
+
+
+def _to_uint16(x: torch.Tensor) -> np.ndarray:
+    """Floats in [0, 1] (clamped, NaN -> 0) -> uint16 levels 0..65535, rounded to the nearest."""
+    levels = x.to("cpu", torch.float32).nan_to_num(0.0).clamp(0.0, 1.0).mul(65535.0).round().to(torch.int32)
+    return levels.numpy().astype(np.uint16)
+
+
+def _output_array16(image: Image.Image | torch.Tensor | LoadedImage, alpha: torch.Tensor | None,
+                    name: str) -> np.ndarray:
+    """The picture to write at 16 bits: (H, W, 3) uint16, or (H, W, 4) with straight alpha."""
+    if isinstance(image, Image.Image):  # 8-bit (x 257, exact), 16-bit grey, palette...: as load_image reads it
+        image = load_image(image, keep_alpha=True, max_pixels=image.width * image.height)
+    if isinstance(image, LoadedImage):
+        if alpha is None:
+            alpha = image.alpha
+        image = image.tensor
+    if not isinstance(image, torch.Tensor):
+        raise ImageError(f"{name}: cannot save a {type(image).__name__}; expected a PIL image or a tensor")
+    x = image.detach()
+    if x.ndim == 4 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 3 or x.shape[0] not in (1, 3):
+        raise ImageError(f"{name}: expected an image of shape (1, 3, H, W) or (3, H, W), got {tuple(image.shape)}")
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    elif not x.is_floating_point():
+        raise ImageError(f"{name}: unsupported dtype {x.dtype}; use float in [0, 1] or uint8")
+    colour = _to_uint16(x.expand(3, -1, -1).permute(1, 2, 0))
+    if alpha is None:
+        return np.ascontiguousarray(colour)
+    plane = _to_uint16(_alpha_plane(alpha, (colour.shape[1], colour.shape[0]), name))
+    return np.ascontiguousarray(np.concatenate([colour, plane[:, :, None]], axis=2))
+
+
+def _write16(tmp: Path, fmt: str, pixels: np.ndarray, meta: dict[str, str]) -> None:
+    """Write (H, W, 3|4) uint16 ``pixels`` to ``tmp``: PNG with our encoder (metadata in tEXt chunks, as the
+    8-bit path), TIFF with tifffile (deflate with a horizontal predictor, metadata in ImageDescription); both
+    with the sRGB ICC profile."""
+    icc = srgb_icc_profile()
+    if fmt == "PNG":
+        with open(tmp, "wb") as f:
+            png16.encode(f, pixels, icc_profile=icc, text=meta)
+        return
+    tifffile.imwrite(tmp, pixels, photometric="rgb", compression="zlib", predictor=True, software=False,
+                     metadata=None, description=_payload(meta),
+                     extrasamples=["unassalpha"] if pixels.shape[2] == 4 else None,
+                     extratags=[(_ICC_TAG, "B", len(icc), icc, True)])
+
+
+def _payload(meta: dict[str, str]) -> str | None:
+    """The metadata as the JSON text stored in EXIF UserComment and the TIFF ImageDescription (None: none)."""
+    return json.dumps({_META_KEY: meta}, ensure_ascii=True, sort_keys=True) if meta else None
 
 
 def _save_params(fmt: str, meta: dict[str, str]) -> dict:
-    payload = json.dumps({_META_KEY: meta}, ensure_ascii=True, sort_keys=True) if meta else None
+    """Pillow's save() keywords for ``fmt``: quality, compression, the metadata and the sRGB ICC profile."""
+    params = _format_params(fmt, meta, _payload(meta))
+    params["icc_profile"] = srgb_icc_profile()
+    return params
+
+
+def _format_params(fmt: str, meta: dict[str, str], payload: str | None) -> dict:
     if fmt == "PNG":
         params: dict = {}
         if meta:
