@@ -357,7 +357,12 @@ def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path],
 
     bar = ProgressBar(enabled=not quiet)
 
+    announced: set = set()
+
     def progress(it: Any) -> None:
+        if it.plan.startswith("tiled") and it.plan not in announced and not quiet:  # one line, once
+            announced.add(it.plan)
+            click.echo(f"styletx: {it.plan}", err=True)
         bar(it)
         if save_every and it.step % save_every == 0:
             snap = out.with_name(f"{out.stem}.step{it.step}{out.suffix}")

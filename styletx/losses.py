@@ -25,7 +25,6 @@ __all__ = [
     "tv_loss",
     "temporal_loss",
     "LossTerms",
-    "scaled_weights",
     "total_loss",
     "GramMatrix",
     "ContentLoss",
@@ -223,13 +222,7 @@ def target_scaled_weights(targets: Mapping[str, Tensor], weights: Mapping[str, f
     means the same for every layer, image size and backbone, whatever the scale of its features.
     Works for feature targets (N, C, H, W) and Gram targets (N, C, C) alike.
     """
-    return scaled_weights({name: _fp32(targets[name].detach()).pow(2).mean() for name in weights}, weights)
-
-
-def scaled_weights(mean_squares: Mapping[str, Tensor], weights: Mapping[str, float]) -> Dict[str, Tensor]:
-    """``{layer: weights[layer] / mean_squares[layer]}``: :func:`target_scaled_weights` from the targets' mean
-    squares (which a tiled run accumulates over tiles)."""
-    return {name: w / (mean_squares[name] + 1e-12) for name, w in weights.items()}
+    return {name: w / (_fp32(targets[name].detach()).pow(2).mean() + 1e-12) for name, w in weights.items()}
 
 
 def normalised_layer_weights(layers: Sequence[str], weights: Optional[Sequence[float]]) -> Dict[str, float]:

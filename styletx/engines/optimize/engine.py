@@ -23,7 +23,6 @@ from ...losses import (
     LossTerms,
     gram_matrix,
     normalised_layer_weights,
-    scaled_weights,
     target_scaled_weights,
     temporal_loss,
     total_loss,
@@ -384,11 +383,11 @@ def optimize_image(
                 del content_feats
                 content_norm = target_scaled_weights(content_targets, content_layer_weights)
             else:
-                _, squares = tiles.tiled_statistics(extractor, target, [], options.content_layers, core, bf16=bf16,
-                                                    min_side=options.min_size)
-                content_norm = scaled_weights(squares, content_layer_weights)
-                tiled_targets = tiles.TiledTargets(grams, style_norm, content_norm, options.content_weight,
-                                                   options.style_weight, options.tv_weight)
+                _, content_maps = tiles.tiled_statistics(extractor, target, [], options.content_layers, core,
+                                                         bf16=bf16, min_side=options.min_size)
+                content_norm = target_scaled_weights(content_maps, content_layer_weights)
+                tiled_targets = tiles.TiledTargets(grams, content_maps, style_norm, content_norm,
+                                                   options.content_weight, options.style_weight, options.tv_weight)
                 offsets = random.Random(options.seed * 7919 + k)
             scaled_temporal = None
             if temporal is not None and temporal_weight > 0:
@@ -432,7 +431,7 @@ def optimize_image(
                 assert core is not None
                 grid = tiles.tiles_of(tuple(target.shape[-2:]), core, tiles.random_offset(offsets, core),
                                       min_side=options.min_size)
-                terms = tiles.tiled_terms(pixels, target, extractor, tiled_targets, grid, bf16=bf16)
+                terms = tiles.tiled_terms(pixels, extractor, tiled_targets, grid, bf16=bf16)
                 if scaled_temporal is not None:
                     extra = temporal_weight * temporal_loss(pixels, *scaled_temporal)
                     extra.backward()

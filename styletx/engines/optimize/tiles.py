@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -35,7 +35,7 @@ __all__ = ["ALIGN", "OVERLAP", "Tile", "TiledTargets", "tile_cores", "tiles_of",
 #: px: tile crops start on multiples of this (the backbone's largest stride: 4 poolings), keeping its grid.
 ALIGN = 16
 #: px of real context each side of a tile core.
-OVERLAP = 64
+OVERLAP = 96
 
 Span = Tuple[int, int]
 
@@ -77,16 +77,24 @@ def random_offset(rng: random.Random, core: int) -> Tuple[int, int]:
     return rng.randrange(core), rng.randrange(core)
 
 
-def _core(features: Tensor, tile: Tile) -> Tensor:
-    """The part of a crop's (N, C, h, w) features that lies over the tile's core: the feature map's stride is
-    a power of two, the crop starts on the whole image's grid, so neighbouring cores meet without gap or overlap."""
+def _span(n: int, core: Span, crop: Span) -> Span:
+    """[lo, hi) of a core in a feature map of ``n`` rows computed from ``crop`` px: the map's stride is a power of
+    two and the crop starts on the whole image's grid, so neighbouring cores meet without gap or overlap."""
+    (a, b), (r0, r1) = core, crop
+    stride = 2 ** max(0, round(math.log2((r1 - r0) / n)))
+    lo = round((a - r0) / stride)
+    hi = n if b == r1 else min(n, round((b - r0) / stride))
+    return lo, max(lo, hi)
+
+
+def _core(features: Tensor, tile: Tile, whole: Optional[Tuple[int, int]] = None) -> Tensor:
+    """The part of (N, C, h, w) features over the tile's core: features of the tile's crop, or of the whole
+    image of ``whole`` (h, w) px."""
+    crops = (tile.crop_y, tile.crop_x) if whole is None else ((0, whole[0]), (0, whole[1]))
     out = features
-    for dim, (a, b), (r0, r1) in ((-2, tile.core_y, tile.crop_y), (-1, tile.core_x, tile.crop_x)):
-        n = features.shape[dim]
-        stride = 2 ** max(0, round(math.log2((r1 - r0) / n)))
-        lo = round((a - r0) / stride)
-        hi = n if b == r1 else min(n, round((b - r0) / stride))
-        out = out.narrow(dim, lo, max(0, hi - lo))
+    for dim, core, crop in ((-2, tile.core_y, crops[0]), (-1, tile.core_x, crops[1])):
+        lo, hi = _span(features.shape[dim], core, crop)
+        out = out.narrow(dim, lo, hi - lo)
     return out
 
 
@@ -96,43 +104,44 @@ def _crop_of(image: Tensor, tile: Tile) -> Tensor:
 
 
 def tiled_statistics(extractor: torch.nn.Module, image: Tensor, gram_layers: Sequence[str],
-                     square_layers: Sequence[str], core: int, *, bf16: bool, min_side: int = 16,
+                     feature_layers: Sequence[str], core: int, *, bf16: bool, min_side: int = 16,
                      ) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
-    """Whole-image statistics of (1, 3, H, W) ``image`` computed tile by tile, without gradient:
-    ``({layer: Gram (1, C, C) float32}, {layer: mean square of the features (scalar)})``, equal to
-    :func:`~styletx.losses.gram_matrix` and ``mean(f ** 2)`` of the whole image's features (up to the overlap)."""
+    """What the whole image's features would give, computed tile by tile without gradient, for (1, 3, H, W)
+    ``image``: ``({layer: Gram (1, C, C) float32}, {layer: features (1, C, h, w) float32})``, the Grams of
+    ``gram_layers`` (as :func:`~styletx.losses.gram_matrix`) and the feature maps of ``feature_layers``
+    assembled from the tiles' cores (equal to the whole image's where the overlap covers the receptive field)."""
+    hw = (int(image.shape[-2]), int(image.shape[-1]))
     sums: Dict[str, Tensor] = {}
-    squares: Dict[str, Tensor] = {}
     counts: Dict[str, int] = {}
-    channels: Dict[str, int] = {}
+    pieces: Dict[str, List[Tensor]] = {name: [] for name in feature_layers}
     with torch.no_grad():
-        for tile in tiles_of(tuple(image.shape[-2:]), core, min_side=min_side):
+        for tile in tiles_of(hw, core, min_side=min_side):
             with devices.autocast(bf16, image.device):
                 feats = extractor(_crop_of(image, tile))
-            for name in dict.fromkeys([*gram_layers, *square_layers]):
+            for name in feature_layers:
+                pieces[name].append(_core(feats[name], tile).float())
+            for name in gram_layers:
                 part = _core(feats[name], tile)
                 if part.numel() == 0:  # a core thinner than this layer's stride: its neighbour has the row
                     continue
-                pixels = part.shape[-2] * part.shape[-1]
-                counts[name] = counts.get(name, 0) + pixels
-                channels[name] = part.shape[1]
-                if name in gram_layers:
-                    g = gram_matrix(part) * (part.shape[1] * pixels)
-                    sums[name] = g if name not in sums else sums[name] + g
-                if name in square_layers:
-                    sq = part.float().square().sum()
-                    squares[name] = sq if name not in squares else squares[name] + sq
-    grams = {n: sums[n] / (channels[n] * counts[n]) for n in gram_layers}
-    means = {n: squares[n] / (channels[n] * counts[n]) for n in square_layers}
-    return grams, means
+                counts[name] = counts.get(name, 0) + part.shape[-2] * part.shape[-1]
+                g = gram_matrix(part) * (part.shape[1] * part.shape[-2] * part.shape[-1])
+                sums[name] = g if name not in sums else sums[name] + g
+    grams = {n: sums[n] / (sums[n].shape[-1] * counts[n]) for n in gram_layers}
+    columns = len(tile_cores(hw[1], core))
+    maps = {n: torch.cat([torch.cat(p[i:i + columns], dim=-1) for i in range(0, len(p), columns)], dim=-2)
+            for n, p in pieces.items()}
+    return grams, maps
 
 
 @dataclass(frozen=True)
 class TiledTargets:
-    """What a tiled evaluation compares with: target Grams {layer: (1, C, C)}, the style and content layers'
-    normalised weights (see :func:`~styletx.losses.target_scaled_weights`) and the loss weights."""
+    """What a tiled evaluation compares with: target Grams {layer: (1, C, C)}, the content's whole feature maps
+    {layer: (1, C, h, w)}, the style and content layers' normalised weights (see
+    :func:`~styletx.losses.target_scaled_weights`) and the loss weights."""
 
     grams: Mapping[str, Tensor]
+    content: Mapping[str, Tensor]
     style_norm: Mapping[str, Tensor]
     content_norm: Mapping[str, Tensor]
     content_weight: float
@@ -140,33 +149,27 @@ class TiledTargets:
     tv_weight: float
 
 
-def tiled_terms(pixels: Tensor, content: Tensor, extractor: torch.nn.Module, targets: TiledTargets,
-                tiles: Sequence[Tile], *, bf16: bool) -> LossTerms:
-    """The whole-image content, style and TV losses of ``pixels`` (1, 3, H, W, a leaf requiring grad) against
-    ``content`` (1, 3, H, W), evaluated over ``tiles``; their gradient is accumulated into ``pixels.grad``.
-    Returns detached :class:`LossTerms`; a non-finite style loss returns at once, with no gradient."""
+def tiled_terms(pixels: Tensor, extractor: torch.nn.Module, targets: TiledTargets, tiles: Sequence[Tile], *,
+                bf16: bool) -> LossTerms:
+    """The whole-image content, style and TV losses of ``pixels`` (1, 3, H, W, a leaf requiring grad),
+    evaluated over ``tiles``; their gradient is accumulated into ``pixels.grad``. Returns detached
+    :class:`LossTerms`; a non-finite style loss returns at once, with no gradient."""
+    hw = (int(pixels.shape[-2]), int(pixels.shape[-1]))
     style_layers = list(targets.style_norm)
     content_layers = list(targets.content_norm) if targets.content_weight else []
     sums: Dict[str, Tensor] = {}
     counts: Dict[str, int] = {}
-    kept: List[Dict[str, Tensor]] = []
-    with torch.no_grad():  # pass 1: the output's whole-image Grams; the content's features at the cores
+    with torch.no_grad():  # pass 1: the output's whole-image Grams
         for tile in tiles:
-            both = torch.cat([_crop_of(pixels.detach(), tile), _crop_of(content, tile)])
             with devices.autocast(bf16, pixels.device):
-                feats = extractor(both)
-            keep: Dict[str, Tensor] = {}
-            for name in dict.fromkeys([*style_layers, *content_layers]):
+                feats = extractor(_crop_of(pixels.detach(), tile))
+            for name in style_layers:
                 part = _core(feats[name], tile)
                 if part.numel() == 0:
                     continue
                 counts[name] = counts.get(name, 0) + part.shape[-2] * part.shape[-1]
-                if name in style_layers:
-                    g = gram_matrix(part[:1]) * (part.shape[1] * part.shape[-2] * part.shape[-1])
-                    sums[name] = g if name not in sums else sums[name] + g
-                if name in content_layers:
-                    keep[name] = part[1:].float()
-            kept.append(keep)
+                g = gram_matrix(part) * (part.shape[1] * part.shape[-2] * part.shape[-1])
+                sums[name] = g if name not in sums else sums[name] + g
     grams = {n: (sums[n] / (sums[n].shape[-1] * counts[n])).requires_grad_(True) for n in style_layers}
     zero = pixels.new_zeros((), dtype=torch.float32)
     style = zero
@@ -174,28 +177,28 @@ def tiled_terms(pixels: Tensor, content: Tensor, extractor: torch.nn.Module, tar
     if targets.style_weight and style_layers:
         with torch.enable_grad():
             style = targets.style_weight * layered_gram_loss(grams, targets.grams, targets.style_norm)
-            if not torch.isfinite(style):
-                return LossTerms(zero, style.detach(), zero, style.detach())
-            coefficients = dict(zip(style_layers, torch.autograd.grad(style, [grams[n] for n in style_layers])))
+        if not torch.isfinite(style):
+            return LossTerms(zero, style.detach(), zero, style.detach())
+        coefficients = dict(zip(style_layers, torch.autograd.grad(style, [grams[n] for n in style_layers])))
+    sizes = {n: targets.content[n].shape[-2] * targets.content[n].shape[-1] for n in content_layers}
     content_total = zero
-    for tile, keep in zip(tiles, kept):  # pass 2: one tile's graph at a time
+    for tile in tiles:  # pass 2: one tile's graph at a time
         with torch.enable_grad():
             with devices.autocast(bf16, pixels.device):
                 feats = extractor(_crop_of(pixels, tile))
             surrogate = zero
             for name, coef in coefficients.items():
                 part = _core(feats[name], tile)
-                if part.numel() == 0:
-                    continue
-                share = part.shape[-2] * part.shape[-1] / counts[name]
-                surrogate = surrogate + (coef * gram_matrix(part)).sum() * share
+                if part.numel():
+                    surrogate = surrogate + (coef * gram_matrix(part)).sum() * (part.shape[-2] * part.shape[-1]
+                                                                                / counts[name])
             piece = zero
             for name in content_layers:
-                if name not in keep:
-                    continue
                 part = _core(feats[name], tile)
-                share = part.shape[-2] * part.shape[-1] / counts[name]
-                piece = piece + targets.content_norm[name] * content_loss(part, keep[name]) * share
+                if part.numel():
+                    share = part.shape[-2] * part.shape[-1] / sizes[name]
+                    piece = piece + targets.content_norm[name] * share * content_loss(
+                        part, _core(targets.content[name], tile, hw))
             piece = targets.content_weight * piece
             if surrogate.requires_grad or piece.requires_grad:
                 (surrogate + piece).backward()
