@@ -118,6 +118,12 @@ def test_the_plan_is_whole_when_it_fits_and_tiled_below_it(extractor):
     assert small.history < 100  # 100 pairs of 2048x1536 images would not fit in 3 GiB
 
 
+def test_the_estimate_follows_the_arithmetic(extractor):
+    opts = OPTS.with_(size=512, max_memory="100G").validated()
+    fp32, bf16 = (plan_memory((512, 512), [(512, 512)], opts, [256, 512], extractor, CPU, bf16=b) for b in (0, 1))
+    assert 0.4 * fp32.needed < bf16.needed < 0.8 * fp32.needed  # bf16 activations are half the size
+
+
 def test_tile_forces_tiles_only_where_a_scale_is_larger(extractor):
     plan = _plan(extractor, tile=600, max_memory="100G")
     assert plan.cores == (None, 600, 600)

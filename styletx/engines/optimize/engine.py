@@ -172,10 +172,12 @@ def tiled_memory_needed(content_hw: Tuple[int, int], options: StylizeOptions, by
 @dataclass(frozen=True)
 class MemoryPlan:
     """How each scale runs: ``cores[k]`` None (whole) or the tile core side in px; the L-BFGS history size;
-    ``line``: the plan in one line (announced by the CLI, kept in the record)."""
+    ``needed``: the estimate of the largest scale's need, bytes; ``line``: the plan in one line (announced by
+    the CLI, kept in the record)."""
 
     cores: Tuple[Optional[int], ...]
     history: int
+    needed: float
     line: str
 
     @property
@@ -192,14 +194,18 @@ def _content_bytes_per_pixel(extractor: torch.nn.Module, layers: Sequence[str], 
 
 
 def plan_memory(content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]], options: StylizeOptions,
-                sizes: Sequence[int], extractor: torch.nn.Module, device: torch.device) -> MemoryPlan:
+                sizes: Sequence[int], extractor: torch.nn.Module, device: torch.device, *,
+                bf16: bool = False) -> MemoryPlan:
     """Decide, before any work, how each scale runs within the budget (``options.max_memory``, or what the device
     has free less a margin): whole where it fits, else in the largest tiles that fit (``options.tile`` forces
     that size); the L-BFGS history shrinks (not below MIN_HISTORY) where image-sized state would take more than
     a quarter of the budget. Refuses (InputError, one line with what would fit) a run that cannot fit even in
     the smallest tiles."""
-    bpp = memory.saved_bytes_per_pixel(
-        lambda x: extractor(x.contiguous(memory_format=torch.channels_last)), device, extractor)
+    def forward(x: Tensor) -> object:
+        with devices.autocast(bf16, device):
+            return extractor(x.contiguous(memory_format=torch.channels_last))
+
+    bpp = memory.saved_bytes_per_pixel(forward, device, extractor)  # in the run's arithmetic (bf16: about half)
     budget = memory.budget_bytes(device, options.budget)
     final_pixels = _pixels(content_hw, sizes[-1])
     history = HISTORY
@@ -229,8 +235,8 @@ def plan_memory(content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]
                      else tiled_memory_needed(content_hw, options, bpp, cbpp, core, longest=longest, history=history))
     if budget is not None and options.tile is not None and max(needs) > budget:
         _refuse(content_hw, style_hws, options, bpp, cbpp, budget, device, history)
-    return MemoryPlan(tuple(cores), history, _plan_line(content_hw, sizes, cores, needs, whole[-1], budget,
-                                                        history, options))
+    line = _plan_line(content_hw, sizes, cores, needs, whole[-1], budget, history, options)
+    return MemoryPlan(tuple(cores), history, max(needs), line)
 
 
 def _plan_line(content_hw: Tuple[int, int], sizes: Sequence[int], cores: Sequence[Optional[int]],
@@ -344,11 +350,11 @@ def optimize_image(
     content_hw = (int(content.shape[-2]), int(content.shape[-1]))
     style_hws = [(int(s.shape[-2]), int(s.shape[-1])) for s in styles]
     sizes, notes = plan_sizes(content_hw, style_hws, options)
-    plan = plan_memory(content_hw, style_hws, options, sizes, extractor, device)
-    record.plan = plan.line
-    record.notes.extend(notes)
     choice = choose_precision_for(extractor, options.precision, device)
     bf16 = choice.bf16
+    plan = plan_memory(content_hw, style_hws, options, sizes, extractor, device, bf16=bf16)
+    record.plan = plan.line
+    record.notes.extend(notes)
     record.device, record.precision, record.precision_reason = str(device), choice.name, choice.describe()
     record.sizes = sizes
     style_layer_weights = normalised_layer_weights(options.style_layers, options.style_layer_weights)
