@@ -156,8 +156,10 @@ def test_cli_tile_announces_once_and_the_plan_is_in_the_metadata(tmp_path):
     assert "tiles of 64 px" in read_metadata(out)["styletx.record"]
 
 
-@pytest.mark.parametrize("flag,value,needle", [("--tile", "8", "tile"), ("--max-memory", "lots", "max_memory"),
-                                                ("--max-memory", "2M", "even in tiles")])
+BAD_BUDGETS = [("--tile", "8", "tile"), ("--max-memory", "lots", "max_memory"), ("--max-memory", "2M", "even in tiles")]
+
+
+@pytest.mark.parametrize("flag,value,needle", BAD_BUDGETS)
 def test_cli_bad_budgets_one_line_and_no_file(tmp_path, flag, value, needle):
     make_image(96, 80, seed=1).save(tmp_path / "c.png")
     make_image(64, 64, seed=2).save(tmp_path / "s.png")
