@@ -14,6 +14,11 @@ its own peak RSS (``ru_maxrss``: torch, the image, everything), so one run's mem
     python benchmarks/bench_tiled.py                       # both engines
     python benchmarks/bench_tiled.py --only ff --ff-size 4096 --ff-budget 2500M
     python benchmarks/bench_tiled.py --only opt --opt-size 2048 --opt-budget 5G --opt-steps 10
+    python benchmarks/bench_tiled.py --only quality    # tiled vs whole optimisation scores, against seed noise
+
+* quality: the optimisation engine at ``--quality-size`` (256) px, whole with seeds 0 and 1 (the run-to-run
+  noise) and in ``--quality-tile`` (128) px tiles with seed 0, scored with ``styletx.metrics``; the tiled run
+  should differ from the whole one by no more than the two seeds differ.
 """
 
 from __future__ import annotations
@@ -112,16 +117,39 @@ def bench_optimize(folder: Path, side: int, budget: str, steps: int) -> None:
         side * side / 1e6, ref)
 
 
+def bench_quality(side: int, tile: int, steps: int) -> None:
+    import styletx
+    from styletx import metrics
+
+    content, style = ROOT / "examples" / "astronaut.jpg", ROOT / "examples" / "mosaic.jpg"
+    print(f"optimisation quality, weight-free backbone, {side} px, {steps} steps: tiled ({tile} px) vs whole")
+    scores = {}
+    for name, seed, tiles in (("whole, seed 0", 0, None), (f"tiles of {tile} px, seed 0", 0, tile),
+                              ("whole, seed 1", 1, None)):
+        t0 = time.perf_counter()
+        r = styletx.stylize(content, style, size=side, iterations=steps, backbone="random", seed=seed, tile=tiles,
+                            output="tensor")
+        scores[name] = metrics.score(r.image, content, style)
+        print(f"{name:24s} {time.perf_counter() - t0:7.1f} s  " + "  ".join(
+            f"{k} {v:.4f}" for k, v in scores[name].items()))
+    a, b, c = scores.values()
+    for key in a:
+        print(f"{key:18s} |tiled - whole| {abs(b[key] - a[key]):.4f}   |seed 1 - seed 0| {abs(c[key] - a[key]):.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--only", choices=("ff", "opt"))
+    parser.add_argument("--only", choices=("ff", "opt", "quality"))
     parser.add_argument("--ff-size", type=int, default=4096)
     parser.add_argument("--ff-budget", default="2500M")
     parser.add_argument("--arch", default="standard")
     parser.add_argument("--opt-size", type=int, default=2048)
     parser.add_argument("--opt-budget", default="5G")
     parser.add_argument("--opt-steps", type=int, default=10)
+    parser.add_argument("--quality-size", type=int, default=256)
+    parser.add_argument("--quality-tile", type=int, default=128)
+    parser.add_argument("--quality-steps", type=int, default=40)
     a = parser.parse_args()
     if a.child:
         _child(json.loads(a.child))
@@ -133,6 +161,8 @@ def main() -> None:
             bench_feedforward(Path(tmp), a.ff_size, a.ff_budget, a.arch)
         if a.only in (None, "opt"):
             bench_optimize(Path(tmp), a.opt_size, a.opt_budget, a.opt_steps)
+        if a.only in (None, "quality"):
+            bench_quality(a.quality_size, a.quality_tile, a.quality_steps)
 
 
 if __name__ == "__main__":
