@@ -35,7 +35,7 @@ from .io.image import MAX_PIXELS, check_output_path, save_image
 from .metrics import score as compute
 from .options import ModelOptions, StylizeOptions, TrainOptions, VideoOptions
 from .paths import check_not_an_input
-from .runtime import retain_freed_memory
+from .runtime import release_freed_memory, retain_freed_memory
 from .video import MODEL_VIDEO_OPTIONS, STYLE_VIDEO_OPTIONS, score_video, stylize_video
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -360,9 +360,11 @@ def run(images: Tuple[Path, ...], output: Optional[Path], model: Optional[Path],
     announced: set = set()
 
     def progress(it: Any) -> None:
-        if it.plan.startswith("tiled") and it.plan not in announced and not quiet:  # one line, once
+        if it.plan.startswith("tiled") and it.plan not in announced:  # one line, once
             announced.add(it.plan)
-            click.echo(f"styletx: {it.plan}", err=True)
+            release_freed_memory()  # a tiled run keeps to its budget: no retained heap (styletx.runtime)
+            if not quiet:
+                click.echo(f"styletx: {it.plan}", err=True)
         bar(it)
         if save_every and it.step % save_every == 0:
             snap = out.with_name(f"{out.stem}.step{it.step}{out.suffix}")

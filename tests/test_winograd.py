@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import styletx
 from styletx.engines.feedforward import winograd as W
-from styletx.runtime import retain_freed_memory
+from styletx.runtime import release_freed_memory, retain_freed_memory
 from styletx.errors import InputError
 from styletx.engines.feedforward.net import build_network
 from styletx.engines.feedforward.winograd_net import WinogradNet, supports
@@ -116,6 +116,13 @@ def test_winograd_backend_only_where_it_applies():
 def test_retain_freed_memory_is_idempotent():
     first = retain_freed_memory()
     assert isinstance(first, bool) and retain_freed_memory() == first
+
+
+def test_release_undoes_retain_and_both_can_be_repeated():
+    if not retain_freed_memory():
+        pytest.skip("not glibc: the allocator is not tuned here")
+    assert release_freed_memory() and release_freed_memory()  # defaults in effect, twice
+    assert retain_freed_memory()  # and back, as the rest of this process had it
 
 
 @pytest.mark.slow
