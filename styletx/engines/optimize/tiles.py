@@ -105,7 +105,7 @@ def _crop_of(image: Tensor, tile: Tile) -> Tensor:
 
 def tiled_statistics(extractor: torch.nn.Module, image: Tensor, gram_layers: Sequence[str],
                      feature_layers: Sequence[str], core: int, *, bf16: bool, min_side: int = 16,
-                     ) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+                     overlap: int = OVERLAP) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
     """What the whole image's features would give, computed tile by tile without gradient, for (1, 3, H, W)
     ``image``: ``({layer: Gram (1, C, C) float32}, {layer: features (1, C, h, w) float32})``, the Grams of
     ``gram_layers`` (as :func:`~styletx.losses.gram_matrix`) and the feature maps of ``feature_layers``
@@ -115,7 +115,7 @@ def tiled_statistics(extractor: torch.nn.Module, image: Tensor, gram_layers: Seq
     counts: Dict[str, int] = {}
     pieces: Dict[str, List[Tensor]] = {name: [] for name in feature_layers}
     with torch.no_grad():
-        for tile in tiles_of(hw, core, min_side=min_side):
+        for tile in tiles_of(hw, core, overlap=overlap, min_side=min_side):
             with devices.autocast(bf16, image.device):
                 feats = extractor(_crop_of(image, tile))
             for name in feature_layers:
