@@ -35,8 +35,8 @@ class RandomNetConfig:
     or "orthogonal" (rows orthonormal, rescaled to the same variance; slower to build).
     ``content_detail``: relu{k}_2 also reads the image's 2^(k-1)-pixel blocks as channels (:class:`CatConv`);
     measured: lower content SSIM, slightly lower texture distance, so off by default.
-    ``color_channels``: in the first ``color_stages`` stages, relu{k}_1 also carries that many colour detectors
-    (:class:`ColourBank`): ReLU(d . pixel + b) for random unit directions d in normalised RGB and thresholds b
+    ``color_channels``: in ``color_stages`` stages from stage ``color_start`` on, relu{k}_1 also carries that
+    many colour detectors (:class:`ColourBank`): ReLU(d . pixel + b) for random unit directions d in normalised RGB and thresholds b
     spread over the pixels' range, scaled by ``color_gain``. Their Gram matrix compares the joint colour
     distribution (a sliced-histogram description), which the zero-mean filters cannot see.
     """
@@ -51,6 +51,7 @@ class RandomNetConfig:
     color_channels: int = 0
     color_stages: int = 1
     color_gain: float = 1.0
+    color_start: int = 1
 
     def __post_init__(self) -> None:
         if len(self.widths) != 5:
@@ -203,7 +204,8 @@ def _random_nodes(config: RandomNetConfig, pooling: str) -> List[Node]:
         else:
             src_name, src_ch = ("input" if k == 1 else f"pool{k - 1}"), in_ch
         bank = MultiConv(src_ch, width, config.kernels)
-        if config.color_channels and k <= config.color_stages and src_ch == 3:
+        colour_here = config.color_start <= k < config.color_start + config.color_stages
+        if config.color_channels and colour_here and src_ch == 3:
             first: nn.Module = ColourBank(bank, config.color_channels, config.color_gain)
             width += config.color_channels
         else:
