@@ -21,7 +21,8 @@ Candidates:
              (content relu4_2, style relu1_1..relu5_1, Gram / (C H W), MSE, content 1 : style 1e6), init from the
              content, L-BFGS for the given number of evaluations, pixels clamped to [0, 1] in the closure
   default    styletx.stylize with its default options (weight-free backbone), the same number of steps
-  NAME:k=v;  the default with StylizeOptions fields changed, e.g. "sw1000:style_weight=1000"
+  NAME:k=v;  the default with StylizeOptions fields changed, e.g. "sw1000:style_weight=1000"; random.k=v changes a
+             RandomNetConfig field, e.g. "old:random.color_channels=0" (the network before colour detectors)
 
     python benchmarks/weightfree_quality.py --set heldout                     # naive vs default, 240 px, 150 steps
     python benchmarks/weightfree_quality.py --set tune --size 160 --steps 80 --candidates default "x:style_weight=1000"
