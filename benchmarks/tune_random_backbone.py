@@ -132,8 +132,8 @@ def _parse_config(text: str) -> RandomNetConfig:
             changes[key] = tuple(int(v) for v in value.split(","))
         elif isinstance(default, bool):
             changes[key] = value.lower() in ("1", "true", "yes")
-        elif isinstance(default, int):
-            changes[key] = int(value)
+        elif isinstance(default, (int, float)):
+            changes[key] = type(default)(value)
         else:
             changes[key] = value
     return replace(DEFAULT_RANDOM_CONFIG, **changes)

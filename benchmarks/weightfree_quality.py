@@ -21,7 +21,8 @@ Candidates:
              (content relu4_2, style relu1_1..relu5_1, Gram / (C H W), MSE, content 1 : style 1e6), init from the
              content, L-BFGS for the given number of evaluations, pixels clamped to [0, 1] in the closure
   default    styletx.stylize with its default options (weight-free backbone), the same number of steps
-  NAME:k=v;  the default with StylizeOptions fields changed, e.g. "sw1000:style_weight=1000"
+  NAME:k=v;  the default with StylizeOptions fields changed, e.g. "sw1000:style_weight=1000"; random.k=v changes a
+             RandomNetConfig field, e.g. "old:random.color_channels=0" (the network before colour detectors)
 
     python benchmarks/weightfree_quality.py --set heldout                     # naive vs default, 240 px, 150 steps
     python benchmarks/weightfree_quality.py --set tune --size 160 --steps 80 --candidates default "x:style_weight=1000"
@@ -34,6 +35,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -47,6 +49,8 @@ sys.path.insert(0, str(ROOT))
 
 import styletx  # noqa: E402
 from styletx import metrics  # noqa: E402
+from styletx.engines.optimize import optimize_image  # noqa: E402
+from styletx.features import DEFAULT_RANDOM_CONFIG, RandomNetConfig, build_extractor  # noqa: E402
 from styletx.io.image import load_image  # noqa: E402
 from styletx.options import StylizeOptions  # noqa: E402
 from styletx.tensors import resize_longest, to_pil  # noqa: E402
@@ -216,7 +220,11 @@ def naive(content: torch.Tensor, style: torch.Tensor, size: int, steps: int) -> 
         grams = {k: _gram(v) for k, v in net(style).items() if k in style_layers}
         content_target = net(target)["relu4_2"]
     x = target.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([x], max_iter=steps)
+    # Random-init VGG19 features are small, so the losses and gradients are tiny: without a line search L-BFGS
+    # creeps (measured: the first steps move the pixels by 1e-5 and the chelsea pair stays the photo), and the
+    # default tolerances may end the run early. A strong-Wolfe line search, no tolerances, ``steps`` evaluations.
+    opt = torch.optim.LBFGS([x], max_iter=steps, max_eval=steps, tolerance_grad=0.0, tolerance_change=0.0,
+                            line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         with torch.no_grad():
@@ -257,24 +265,39 @@ def scores(result: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> 
     }
 
 
-def _candidate_options(text: str) -> Tuple[str, Dict[str, object]]:
+def _parse_value(default: object, value: str, what: str) -> object:
+    """``value`` as the type of ``default`` (tuples: comma-separated, of ints for int tuples)."""
+    if isinstance(default, tuple):
+        parts = tuple(value.split(","))
+        return tuple(int(v) for v in parts) if default and isinstance(default[0], int) else parts
+    if isinstance(default, bool):
+        return value.lower() in ("1", "true", "yes")
+    if isinstance(default, (int, float)):
+        return type(default)(value)
+    if default is None and value.lower() == "none":
+        return None
+    return value
+
+
+def _candidate_options(text: str) -> Tuple[str, Dict[str, object], Dict[str, object]]:
+    """``NAME:k=v;random.k=v`` -> (NAME, StylizeOptions changes, RandomNetConfig changes)."""
     name, _, spec = text.partition(":")
-    fields = {f.name: f for f in StylizeOptions.__dataclass_fields__.values()}
+    fields = set(StylizeOptions.__dataclass_fields__)
+    net_fields = set(RandomNetConfig.__dataclass_fields__)
     changes: Dict[str, object] = {}
+    net_changes: Dict[str, object] = {}
     for item in filter(None, spec.split(";")):
         key, value = item.split("=", 1)
-        if key not in fields:
-            raise SystemExit(f"unknown option {key!r} in candidate {text!r}")
-        default = getattr(StylizeOptions(), key)
-        if isinstance(default, tuple):
-            changes[key] = tuple(value.split(","))
-        elif isinstance(default, bool):
-            changes[key] = value.lower() in ("1", "true", "yes")
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
-            changes[key] = type(default)(value)
+        if key.startswith("random."):
+            key = key[len("random."):]
+            if key not in net_fields:
+                raise SystemExit(f"unknown RandomNetConfig field {key!r} in candidate {text!r}")
+            net_changes[key] = _parse_value(getattr(DEFAULT_RANDOM_CONFIG, key), value, text)
+        elif key in fields:
+            changes[key] = _parse_value(getattr(StylizeOptions(), key), value, text)
         else:
-            changes[key] = value
-    return name, changes
+            raise SystemExit(f"unknown option {key!r} in candidate {text!r}")
+    return name, changes, net_changes
 
 
 def run_candidate(cand: str, content: torch.Tensor, style: torch.Tensor, size: int, steps: int) -> torch.Tensor:
@@ -282,9 +305,19 @@ def run_candidate(cand: str, content: torch.Tensor, style: torch.Tensor, size: i
         return resize_longest(content, size)
     if cand == "naive":
         return naive(content, style, size, steps)
-    _, changes = _candidate_options("default" if cand == "default" else cand)
+    _, changes, net_changes = _candidate_options("default" if cand == "default" else cand)
     kwargs = {"size": size, "iterations": steps, "device": "cpu", "backbone": "random", **changes}
-    return styletx.stylize(content, style, output="tensor", **kwargs).image
+    if not net_changes:
+        return styletx.stylize(content, style, output="tensor", **kwargs).image
+    # A changed weight-free network: the same run as stylize, with the extractor built from that config.
+    opts = StylizeOptions(**kwargs).validated()
+    if opts.backbone != "random":
+        raise SystemExit(f"candidate {cand!r}: random.* fields need backbone=random")
+    layers = tuple(dict.fromkeys(tuple(opts.content_layers) + tuple(opts.style_layers)))
+    extractor = build_extractor("random", layers, pooling=opts.pooling, seed=opts.seed,
+                                random_config=replace(DEFAULT_RANDOM_CONFIG, **net_changes))
+    extractor = extractor.to(memory_format=torch.channels_last)
+    return optimize_image(content, [style], extractor, opts)[0]
 
 
 def main(argv: Sequence[str] = ()) -> None:

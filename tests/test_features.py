@@ -16,7 +16,7 @@ from styletx import features as ft
 from styletx.features import weights as wts
 from styletx.errors import InputError, StyletxWarning, WeightsError
 from styletx.features import build_extractor, layer_names, resolve_backbone
-from styletx.features.random_net import BlurDown
+from styletx.features.random_net import BlurDown, ColourBank
 
 STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT = ("relu4_2",)
@@ -331,6 +331,30 @@ def test_random_backbone_filters_are_zero_mean():
     ex = build_extractor("random", ["relu2_1"])
     for conv in _convs(ex):
         assert conv.weight.mean(dim=(1, 2, 3)).abs().max() < 1e-6
+
+
+def test_the_colour_candidate_has_colour_detectors_in_its_first_stage():
+    default = ft.COLOUR_RANDOM_CONFIG
+    assert default.color_channels > 0 and default.color_stages == 1
+    assert ft.DEFAULT_RANDOM_CONFIG.color_channels == 0  # not the default yet (docs/backbones.md)
+    ex = build_extractor("random", ["relu1_1", "relu2_1"], random_config=default)
+    classic = build_extractor("random", ["relu1_1", "relu2_1"], random_config=ft.CLASSIC_RANDOM_CONFIG)
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        out, old = ex(x), classic(x)
+    assert out["relu1_1"].shape[1] == default.widths[0] + default.color_channels
+    assert old["relu1_1"].shape[1] == default.widths[0] and out["relu2_1"].shape[1] == default.widths[1]
+    banks = [m for m in ex.modules() if isinstance(m, ColourBank)]
+    assert len(banks) == 1
+    d, b = banks[0].colour.weight.flatten(1), banks[0].colour.bias
+    assert torch.allclose(d.norm(dim=1), torch.ones(len(d))) and bool((b.abs() <= 2).all())
+    # the detectors see brightness: a uniformly brighter image raises every detector that faces (1, 1, 1)
+    with torch.no_grad():
+        dark, light = (ex(torch.full((1, 3, 8, 8), v))["relu1_1"][:, default.widths[0]:] for v in (0.2, 0.8))
+    std = torch.tensor([0.229, 0.224, 0.225])
+    up = (d / std).sum(dim=1) > 0
+    assert bool((light[0, up] >= dark[0, up]).all()) and bool((light[0, ~up] <= dark[0, ~up]).all())
+    assert float((light - dark).abs().max()) > 0.1
 
 
 def test_auto_does_not_hide_a_bad_file(monkeypatch, tmp_path):

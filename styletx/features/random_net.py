@@ -16,7 +16,8 @@ from torch.nn import functional as F
 
 from .extractor import FeatureExtractor, Node, truncate
 
-__all__ = ["RandomNetConfig", "DEFAULT_RANDOM_CONFIG", "random_layer_names", "build_random"]
+__all__ = ["RandomNetConfig", "DEFAULT_RANDOM_CONFIG", "CLASSIC_RANDOM_CONFIG", "COLOUR_RANDOM_CONFIG",
+           "random_layer_names", "build_random"]
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,13 @@ class RandomNetConfig:
     or "orthogonal" (rows orthonormal, rescaled to the same variance; slower to build).
     ``content_detail``: relu{k}_2 also reads the image's 2^(k-1)-pixel blocks as channels (:class:`CatConv`);
     measured: lower content SSIM, slightly lower texture distance, so off by default.
-    ``color_channels``: in the first ``color_stages`` stages, relu{k}_1 also carries that many colour detectors
-    (:class:`ColourBank`): ReLU(d . pixel + b) for random unit directions d in normalised RGB and thresholds b
+    ``color_channels``: in ``color_stages`` stages from stage ``color_start`` on, relu{k}_1 also carries that
+    many colour detectors (:class:`ColourBank`): ReLU(d . pixel + b) for random unit directions d in normalised RGB and thresholds b
     spread over the pixels' range, scaled by ``color_gain``. Their Gram matrix compares the joint colour
-    distribution (a sliced-histogram description), which the zero-mean filters cannot see.
+    distribution (a sliced-histogram description), which the zero-mean filters cannot see. Off by default:
+    :data:`COLOUR_RANDOM_CONFIG` (64 detectors at gain 4 in stage 1) measured on the held-out pairs of
+    benchmarks/weightfree_quality.py colour gain 0.26 -> 0.83 and texture gain 0.74 -> 0.78 but content SSIM
+    0.41 -> 0.27, below the naive random-VGG19 baseline's 0.28 (docs/backbones.md), so it is not the default yet.
     """
 
     widths: Tuple[int, ...] = (96, 192, 256, 384, 384)
@@ -51,6 +55,7 @@ class RandomNetConfig:
     color_channels: int = 0
     color_stages: int = 1
     color_gain: float = 1.0
+    color_start: int = 1
 
     def __post_init__(self) -> None:
         if len(self.widths) != 5:
@@ -62,6 +67,10 @@ class RandomNetConfig:
 
 
 DEFAULT_RANDOM_CONFIG = RandomNetConfig()
+#: The weight-free network with zero-mean filter banks only (the default).
+CLASSIC_RANDOM_CONFIG = DEFAULT_RANDOM_CONFIG
+#: The candidate that sees colour: 64 colour detectors at gain 4 beside the first filter bank.
+COLOUR_RANDOM_CONFIG = RandomNetConfig(color_channels=64, color_gain=4.0)
 
 
 class CatConv(nn.Module):
@@ -203,7 +212,8 @@ def _random_nodes(config: RandomNetConfig, pooling: str) -> List[Node]:
         else:
             src_name, src_ch = ("input" if k == 1 else f"pool{k - 1}"), in_ch
         bank = MultiConv(src_ch, width, config.kernels)
-        if config.color_channels and k <= config.color_stages and src_ch == 3:
+        colour_here = config.color_start <= k < config.color_start + config.color_stages
+        if config.color_channels and colour_here and src_ch == 3:
             first: nn.Module = ColourBank(bank, config.color_channels, config.color_gain)
             width += config.color_channels
         else:
