@@ -297,7 +297,8 @@ def _style(size: int):
     return Image.fromarray((np.clip(arr, 0, 1) * 255).astype(np.uint8), "RGB")
 
 
-def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) -> None:
+def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
+            labels: Sequence[str] = ("standard", "slim-v1", "slim")) -> None:
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     for i in range(24):
@@ -316,8 +317,8 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) ->
     style_norm = target_scaled_weights(grams, normalised_layer_weights(opts.style_layers, None))
     content_w = normalised_layer_weights(opts.content_layers, None)
 
-    variants = [("standard", "standard", ARCHITECTURES["standard"]), ("slim-v1", "slim", SLIM_V1),
-                ("slim", "slim", ARCHITECTURES["slim"])]
+    known = {"slim-v1": ("slim", SLIM_V1), **{k: (k, v) for k, v in ARCHITECTURES.items()}}
+    variants = [(label, *known[label]) for label in labels]
     rows: List[Dict[str, object]] = []
     for label, arch, config in variants:
         saved = ARCHITECTURES[arch]
@@ -331,7 +332,7 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) ->
             ARCHITECTURES[arch] = saved
         tf = res.transformer
         terms = {"content": 0.0, "style": 0.0, "total": 0.0}
-        scores = {"content_ssim": 0.0, "color_distance": 0.0, "texture_distance": 0.0}
+        scores = {"content_ssim": 0.0, "color_distance": 0.0, "texture_distance": 0.0, "grid": 0.0}
         for x in held_out:
             y = tf.stylize(x)
             with torch.no_grad():
@@ -343,7 +344,7 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) ->
                                content_layer_weights=target_scaled_weights(targets, content_w)).as_floats()
             for k in terms:
                 terms[k] += t[k] / len(held_out)
-            s = metrics.score(y, x, style_t)
+            s = dict(metrics.score(y, x, style_t), grid=metrics.grid_score(y))
             for k in scores:
                 scores[k] += s[k] / len(held_out)
         last = res.losses[-20:]
@@ -354,13 +355,15 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) ->
           f"default loss weights; held-out: 4 generated pictures at {eval_size} px")
     for r in rows:
         print(f"  {r['label']}: training in {r['precision']}; held-out inference in {r['inference']}")
+    inputs_grid = sum(metrics.grid_score(x) for x in held_out) / len(held_out)
+    print(f"grid_score (4 px) of the held-out inputs themselves: {inputs_grid:.4f}")
     print("| network | kMAC/px | train s | train loss (last 20) | held-out content | held-out style | held-out total"
-          " | content_ssim | color_distance | texture_distance |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          " | content_ssim | color_distance | texture_distance | grid_score |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['label']} | {r['kmac']:.2f} | {r['seconds']:.0f} | {r['train_total']:.3f} | {r['content']:.3f} "
               f"| {r['style']:.3f} | {r['total']:.3f} | {r['content_ssim']:.3f} | {r['color_distance']:.4f} "
-              f"| {r['texture_distance']:.4f} |")
+              f"| {r['texture_distance']:.4f} | {r['grid']:.4f} |")
 
 
 def _sizes(names: Sequence[str]) -> List[Tuple[int, int]]:
@@ -391,6 +394,8 @@ def main() -> None:
     ap.add_argument("--train-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--eval-size", type=int, default=256)
+    ap.add_argument("--variants", nargs="+", default=["standard", "slim-v1", "slim"],
+                    help="networks --quality trains: standard, slim-v1 or any name in ARCHITECTURES")
     ap.add_argument("--workdir", default=None, help="folder for data and checkpoints (default: a temporary one)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -402,7 +407,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="styletx-bench-") as tmp:
         os.environ["STYLETX_CACHE_DIR"] = str(Path(tmp) / "cache")  # empty: auto measures
         if args.quality:
-            quality(args.steps, args.train_size, args.batch_size, args.eval_size, Path(args.workdir or tmp))
+            quality(args.steps, args.train_size, args.batch_size, args.eval_size, Path(args.workdir or tmp),
+                    args.variants)
         else:
             speed(args)
     print(f"total {time.perf_counter() - started:.0f} s")

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from ...errors import CheckpointError, InputError
 from ...tensors import pad_to_multiple
 
-__all__ = ["ArchConfig", "ARCHITECTURES", "arch_config", "TransformerNet", "build_network", "macs_per_pixel"]
+__all__ = ["ArchConfig", "ARCHITECTURES", "HEADS", "arch_config", "TransformerNet", "ResizeConvHead", "build_network",
+           "macs_per_pixel"]
 
 #: Instance-norm epsilon (PyTorch's default, as in pytorch/examples).
 _EPS = 1e-5
@@ -39,6 +40,13 @@ _EPS = 1e-5
 #: Upper bounds of the architecture fields a checkpoint may ask for: 16x the largest known network's channels,
 #: blocks and kernels (a checkpoint asking for 100000 channels would allocate tens of GB before failing).
 ARCH_LIMITS = {"channels": 2048, "res_blocks": 64, "kernel": 31, "unshuffle": 16, "value_range": 65535.0}
+
+
+#: How the last layer reaches full resolution when the network works at 1/``unshuffle`` resolution (with
+#: ``unshuffle`` 1 both are a plain conv): ``shuffle``, a free k x k conv to 3 * r^2 channels then a pixel shuffle
+#: (every output phase has its own weights: a faint r-pixel grid); ``resize``, a bilinear r-times resize followed by
+#: a full-resolution conv, folded into the same low-resolution conv + pixel shuffle (:class:`ResizeConvHead`).
+HEADS = ("shuffle", "resize")
 
 
 def _is_int(v: Any) -> bool:
@@ -62,6 +70,7 @@ class ArchConfig:
     value_range: float = 1.0
     unshuffle: int = 1
     input_skip: bool = False
+    head: str = "shuffle"
 
     def validated(self) -> "ArchConfig":
         """Self after checking every field's type and range (caps: :data:`ARCH_LIMITS`), else InputError."""
@@ -84,6 +93,11 @@ class ArchConfig:
         vr = self.value_range
         if isinstance(vr, bool) or not isinstance(vr, (int, float)) or not 0 < vr <= ARCH_LIMITS["value_range"]:
             raise InputError(f"arch value_range: expected a number in (0, {ARCH_LIMITS['value_range']}], got {vr!r}")
+        if self.head not in HEADS:
+            raise InputError(f"arch head: expected one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.head == "resize" and (self.unshuffle < 2 or self.kernel_out != 3):
+            raise InputError("arch head: 'resize' needs an unshuffle of at least 2 and kernel_out 3, got "
+                             f"unshuffle {self.unshuffle!r}, kernel_out {self.kernel_out!r}")
         for name in ("separable", "input_skip"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"arch {name}: expected true or false, got {getattr(self, name)!r}")
@@ -111,6 +125,10 @@ ARCHITECTURES: Dict[str, ArchConfig] = {
     "slim": ArchConfig(
         "slim", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
         input_skip=True,
+    ),
+    "slim-resize": ArchConfig(
+        "slim-resize", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
+        input_skip=True, head="resize",
     ),
 }
 
@@ -200,6 +218,56 @@ class UpsampleConvLayer(nn.Module):
         return self.conv2d(x)
 
 
+def resize_fold(r: int, kernel: int) -> Tensor:
+    """(r, 3, kernel) weights: ``[p, d + 1, a]`` is how much low-resolution pixel ``q + d`` contributes, through a
+    bilinear r-times resize (half-pixel centres, as ``F.interpolate(align_corners=False)``), to the full-resolution
+    pixel ``r * q + p + a - kernel // 2`` (tap ``a`` of a full-resolution conv for output phase ``p``)."""
+    h = kernel // 2
+    m = torch.zeros(r, 3, kernel, dtype=torch.float64)
+    for p in range(r):
+        for a in range(kernel):
+            pos = (p + a - h + 0.5) / r - 0.5  # the full-res pixel's centre in low-res pixel units
+            for d in (-1, 0, 1):
+                m[p, d + 1, a] = max(0.0, 1.0 - abs(pos - d))
+    return m
+
+
+class ResizeConvHead(nn.Module):
+    """The last layer of a network at 1/r resolution without a grid: a bilinear r-times resize of its input, then
+    a ``2 * (r // 2) + 1`` square conv to ``cout`` channels at full resolution (``conv2d.weight``, ``conv2d.bias``
+    hold that full-resolution conv).
+
+    Computed folded: each of the r x r output phases of "resize then conv" is a 3x3 conv of the low-resolution
+    input (the resize reaches one low-resolution pixel either side, and the kernel radius r // 2 stays within
+    it), so the layer runs as one reflection-padded 3x3 conv to ``cout * r * r`` channels, in the channel order
+    ``F.pixel_shuffle(., r)`` expects: the same cost and graph as the ``shuffle`` head. Unlike that head's free
+    per-phase weights, every phase's folded kernel sums to the same total, so a flat input gives a flat output
+    and there is no fixed r-pixel pattern.
+    """
+
+    def __init__(self, cin: int, cout: int, r: int) -> None:
+        super().__init__()
+        self.r = r
+        kernel = 2 * (r // 2) + 1
+        fold = resize_fold(r, kernel)
+        if not torch.allclose(fold.sum(dim=1), torch.ones(r, kernel, dtype=torch.float64)):
+            raise ValueError(f"ResizeConvHead: a {kernel}-px kernel does not fold into 3x3 at r={r}")
+        self.register_buffer("fold", fold.float(), persistent=False)
+        self.conv2d = nn.Conv2d(cin, cout, kernel)
+
+    def folded(self) -> Tuple[Tensor, Optional[Tensor]]:
+        """The (cout * r^2, cin, 3, 3) low-resolution kernel and (cout * r^2,) bias equal to the layer."""
+        w = self.conv2d.weight
+        m = self.fold.to(w.dtype)
+        k = torch.einsum("pia,qjb,ocab->opqcij", m, m, w).reshape(-1, w.shape[1], 3, 3)
+        b = self.conv2d.bias
+        return k, (b.repeat_interleave(self.r * self.r) if b is not None else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        k, b = self.folded()
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), k, b)
+
+
 class TransformerNet(nn.Module):
     """The image transformation network. ``forward``: (N, 3, H, W) in [0, 1] -> (N, 3, H, W) about [0, 1].
 
@@ -230,7 +298,10 @@ class TransformerNet(nn.Module):
         self.in4 = nn.InstanceNorm2d(c2, affine=True, eps=_EPS)
         self.deconv2 = UpsampleConvLayer(c2, c1, 3)
         self.in5 = nn.InstanceNorm2d(c1, affine=True, eps=_EPS)
-        self.deconv3 = ConvLayer(c1, 3 * r2, config.kernel_out)
+        if config.head == "resize" and config.unshuffle > 1:
+            self.deconv3: nn.Module = ResizeConvHead(c1, 3, config.unshuffle)
+        else:
+            self.deconv3 = ConvLayer(c1, 3 * r2, config.kernel_out)
         self.input_skip = bool(config.input_skip)
         if self.input_skip:  # start as the identity: output = input + 0
             nn.init.zeros_(self.deconv3.conv2d.weight)
