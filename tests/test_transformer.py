@@ -17,8 +17,9 @@ from styletx.color import rgb_to_ycbcr
 from styletx.errors import CheckpointError, InputError
 from styletx.api import stylize_files
 from styletx.engines.feedforward.model import load_transformer, new_transformer
-from styletx.engines.feedforward.net import (ARCHITECTURES, ResizeConvHead, TransformerNet, arch_config, build_network,
-                                            macs_per_pixel)
+from styletx.engines.feedforward.net import (
+    ARCHITECTURES, ResizeConvHead, TransformerNet, arch_config, build_network, macs_per_pixel,
+)
 from styletx.engines.feedforward.rewrites import inference_network
 from styletx.io.image import load_image
 from styletx.tensors import from_pil, pad_to_multiple

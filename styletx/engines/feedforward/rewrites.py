@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from .net import ConvLayer, ResizeConvHead, TransformerNet, UpsampleConvLayer
 from .winograd import upsample_conv_kernel
 
-__all__ = ["SubPixelUpsampleConv", "folded_head", "fold_resize_head", "SpaceToDepthConv", "DepthToSpaceConv", "shuffle_as_convs", "inference_network"]
+__all__ = ["SubPixelUpsampleConv", "folded_head", "fold_resize_head", "SpaceToDepthConv", "DepthToSpaceConv",
+           "shuffle_as_convs", "inference_network"]
 
 
 class SubPixelUpsampleConv(nn.Module):
