@@ -3,7 +3,7 @@ reference measured in the same run; and (``--quality``) the slim network's quali
 after the same training.
 
     python benchmarks/bench_transformer.py [--threads 2] [--reps 5] [--sizes 512x512 1280x720]
-    python benchmarks/bench_transformer.py --quality [--steps 200] [--train-size 128] [--batch-size 2]
+    python benchmarks/bench_transformer.py --quality [--steps 200] [--train-size 128] [--batch-size 2] [--variants ...]
 
 Speed. Reference: the standard architecture as a plain eager fp32 ``TransformerNet`` (NCHW, no rewrites,
 inference mode). Candidates, for ``standard`` and ``slim`` (``FeedForwardModel`` then ``stylize``): eager torch in
@@ -23,10 +23,12 @@ network in plain eager fp32, and the frame rate of slim alone (best and median o
 A GPU section runs by itself where CUDA is present (eager fp32, eager bf16 and auto; ``--gpu-sizes``, default
 1920x1080).
 
-Quality (``--quality``): trains ``standard``, the previous slim design (``slim-v1``: pixel-unshuffle 2) and
-``slim`` with the same data (generated pictures), style (a generated pattern), steps, crop size, seed and the
-weight-free ``random`` backbone, then reports on held-out pictures the same content and style losses the
-training minimises (weighted as in training), ``styletx.metrics.score`` and the training time.
+Quality (``--quality``): trains ``standard``, the first slim design (``slim-v1``: pixel-unshuffle 2), the
+second (``slim-shuffle``: pixel-shuffle head) and ``slim`` (``--variants`` picks) with the same data
+(generated pictures), style (a generated pattern), steps, crop size, seed and the weight-free ``random``
+backbone, then reports on held-out pictures the same content and style losses the
+training minimises (weighted as in training), ``styletx.metrics.score``, ``styletx.metrics.grid_score`` (4 px)
+and the training time.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from styletx.options import TrainOptions  # noqa: E402
 from styletx.runtime import retain_freed_memory  # noqa: E402
 from styletx.tensors import resize_longest  # noqa: E402
 
-#: The slim design before 2026-11-26 (pixel-unshuffle 2); kept here to measure the redesign against.
+#: The slim design before 2026-11-26 (pixel-unshuffle 2, pixel-shuffle head); kept here to measure against.
 SLIM_V1 = ArchConfig("slim", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3,
                      unshuffle=2)
 #: The candidates ``compile()`` on auto chooses among (the precision policy, then the backend choice).
@@ -298,7 +300,7 @@ def _style(size: int):
 
 
 def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
-            labels: Sequence[str] = ("standard", "slim-v1", "slim")) -> None:
+            labels: Sequence[str] = ("standard", "slim-v1", "slim-shuffle", "slim")) -> None:
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     for i in range(24):
@@ -394,7 +396,7 @@ def main() -> None:
     ap.add_argument("--train-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--eval-size", type=int, default=256)
-    ap.add_argument("--variants", nargs="+", default=["standard", "slim-v1", "slim"],
+    ap.add_argument("--variants", nargs="+", default=["standard", "slim-v1", "slim-shuffle", "slim"],
                     help="networks --quality trains: standard, slim-v1 or any name in ARCHITECTURES")
     ap.add_argument("--workdir", default=None, help="folder for data and checkpoints (default: a temporary one)")
     args = ap.parse_args()

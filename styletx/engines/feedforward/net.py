@@ -1,15 +1,18 @@
 """The feed-forward style networks (Johnson et al. 2016): architectures, layers, building one.
 
-Two architectures, chosen by name:
+Three architectures, chosen by name:
 
 * ``standard``: 9x9 conv in, two stride-2 convs (32, 64, 128 channels), five residual blocks at 128 channels,
   two nearest-upsample-then-3x3-conv layers, 9x9 conv out; instance norm and reflection padding throughout.
   Its parameter names follow the pytorch/examples ``fast_neural_style`` layout, so their published
   checkpoints load unchanged (see :mod:`.checkpoint`).
 * ``slim``: for CPUs and video: a 4x pixel-unshuffle stem (3 -> 48 channels at 1/4 resolution), half the
-  channels (16, 32, 64), depthwise-separable residual blocks, 3x3 convs in and out, a 4x pixel shuffle back.
-  About 87x fewer multiply-adds per pixel than ``standard``; see docs/transformer.md for its measured cost
-  and quality.
+  channels (16, 32, 64), depthwise-separable residual blocks, a 3x3 conv in, and a resize head out (a bilinear
+  4x resize then a 5x5 conv to RGB, folded into a 3x3 conv at 1/4 resolution + a 4x pixel shuffle:
+  :class:`ResizeConvHead`). About 87x fewer multiply-adds per pixel than ``standard``; see docs/transformer.md
+  for its measured cost and quality.
+* ``slim-shuffle``: ``slim`` before 2026-12-03: the last layer a free 3x3 conv to 48 channels then the pixel
+  shuffle (every output phase its own weights: a 4-px grid). Checkpoints of that time load as it.
 
 Every network takes (N, 3, H, W) float in [0, 1] and returns (N, 3, H, W) in about [0, 1] (unclamped, so
 training keeps its gradients); any H and W: the input is reflection-padded to a multiple of 4 x unshuffle (and
@@ -124,17 +127,20 @@ ARCHITECTURES: Dict[str, ArchConfig] = {
     "standard": ArchConfig("standard"),
     "slim": ArchConfig(
         "slim", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
-        input_skip=True,
-    ),
-    "slim-resize": ArchConfig(
-        "slim-resize", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
         input_skip=True, head="resize",
+    ),
+    #: ``slim`` from 2026-11-26 to 2026-12-03: the same layers with the pixel-shuffle head (a 4-px grid). Its
+    #: checkpoints say ``slim`` without a ``head`` and still rebuild it; this name trains a new one.
+    "slim-shuffle": ArchConfig(
+        "slim-shuffle", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
+        input_skip=True,
     ),
 }
 
 
 def arch_config(arch: Union[str, ArchConfig], **overrides: Any) -> ArchConfig:
-    """The :class:`ArchConfig` of a named architecture (``standard`` or ``slim``), with options overridden."""
+    """The :class:`ArchConfig` of a named architecture (``standard``, ``slim``, ``slim-shuffle``), with options
+    overridden."""
     if isinstance(arch, ArchConfig):
         base = arch
     else:

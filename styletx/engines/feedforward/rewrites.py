@@ -106,7 +106,8 @@ def folded_head(head: ResizeConvHead) -> ConvLayer:
     """The :class:`ResizeConvHead`'s folded form as a plain 3x3 :class:`ConvLayer` (the same numbers: the fold
     is computed once instead of at every call)."""
     k, b = head.folded()
-    layer = ConvLayer(k.shape[1], k.shape[0], 3)
+    with torch.random.fork_rng(devices=[]):  # the throw-away default init must not advance the global RNG
+        layer = ConvLayer(k.shape[1], k.shape[0], 3)
     with torch.no_grad():
         layer.conv2d.weight.copy_(k)
         if b is None:
