@@ -62,7 +62,8 @@ class ArchConfig:
     pytorch/examples checkpoints); the network itself always takes and returns [0, 1]. ``input_skip``: the
     network's output is its input plus what the layers compute, with the last conv initialised to zero, so an
     untrained network is the identity and training only has to learn the change (checkpoints saved without
-    the field load with it off)."""
+    the field load with it off). ``head``: how the last layer of a network at 1/``unshuffle`` resolution gets back
+    to full resolution (:data:`HEADS`; checkpoints saved without the field load with ``shuffle``, which they had)."""
 
     name: str = "standard"
     channels: Tuple[int, int, int] = (32, 64, 128)
