@@ -1,6 +1,6 @@
 """Inference time of slim networks that differ only in their last layer, interleaved in the same run.
 
-    python benchmarks/bench_slim_head.py [--threads 1] [--reps 15] [--size 512x512] [--archs slim-shuffle slim]
+    python benchmarks/bench_slim_head.py [--threads 1] [--reps 15] [--size 512x512] [--archs slim slim-resize]
 
 Every network is built seeded, with a random last conv (a network with an input skip starts as the identity), and
 run through ``FeedForwardModel.stylize`` in eager fp32 (the exact inference rewrites, which fold a ``resize``
@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--size", default="512x512", help="WxH")
-    default = [a for a in ("slim-shuffle", "slim") if a in ARCHITECTURES]
+    default = [a for a in ("slim", "slim-resize") if a in ARCHITECTURES]
     ap.add_argument("--archs", nargs="+", default=default, help="the first is the one the ratios are to")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -23,8 +23,8 @@ network in plain eager fp32, and the frame rate of slim alone (best and median o
 A GPU section runs by itself where CUDA is present (eager fp32, eager bf16 and auto; ``--gpu-sizes``, default
 1920x1080).
 
-Quality (``--quality``): trains ``standard``, the first slim design (``slim-v1``: pixel-unshuffle 2), the
-second (``slim-shuffle``: pixel-shuffle head) and ``slim`` (``--variants`` picks) with the same data
+Quality (``--quality``): trains ``standard``, the first slim design (``slim-v1``: pixel-unshuffle 2),
+``slim`` and ``slim-resize`` (the resize head) (``--variants`` picks) with the same data
 (generated pictures), style (a generated pattern), steps, crop size, seed and the weight-free ``random``
 backbone, then reports on held-out pictures the same content and style losses the
 training minimises (weighted as in training), ``styletx.metrics.score``, ``styletx.metrics.grid_score`` (4 px)
@@ -300,7 +300,7 @@ def _style(size: int):
 
 
 def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
-            labels: Sequence[str] = ("standard", "slim-v1", "slim-shuffle", "slim")) -> None:
+            labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize")) -> None:
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     for i in range(24):
@@ -396,7 +396,7 @@ def main() -> None:
     ap.add_argument("--train-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--eval-size", type=int, default=256)
-    ap.add_argument("--variants", nargs="+", default=["standard", "slim-v1", "slim-shuffle", "slim"],
+    ap.add_argument("--variants", nargs="+", default=["standard", "slim-v1", "slim", "slim-resize"],
                     help="networks --quality trains: standard, slim-v1 or any name in ARCHITECTURES")
     ap.add_argument("--workdir", default=None, help="folder for data and checkpoints (default: a temporary one)")
     args = ap.parse_args()

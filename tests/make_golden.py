@@ -100,7 +100,7 @@ CASES: Dict[str, Dict[str, Callable[[], Dict[str, torch.Tensor]]]] = {
     "transformer": {
         "standard": _network("standard", (21, 27)),
         "slim": _network("slim", (36, 44)),
-        "slim-shuffle": _network("slim-shuffle", (36, 44)),
+        "slim-resize": _network("slim-resize", (36, 44)),
     },
     "optimize": {
         "random": _stylize(4, backbone="random"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
 
 import pytest
@@ -363,12 +362,12 @@ def test_resize_head_is_a_bilinear_resize_then_a_full_resolution_conv(r):
 
 
 @pytest.mark.parametrize("tiny", [False, True])
-def test_slim_leaves_no_grid_where_the_shuffle_head_does(tiny):
+def test_slim_resize_leaves_no_grid_where_the_shuffle_head_does(tiny):
     """Same layers, random last conv, a picture in: the change the shuffle head adds is a strong 4-px grid
     (measured 0.28-0.34), the resize head's has none (measured 4e-5)."""
     x = load_image(make_image(96, 96, seed=3, kind="scene")).tensor
     scores = {}
-    for arch in ("slim-shuffle", "slim"):
+    for arch in ("slim", "slim-resize"):
         net = not_identity(build_network(arch, seed=0, **(TINY if tiny else {}))).eval()
         with torch.no_grad():
             change = net(x) - x
@@ -378,7 +377,7 @@ def test_slim_leaves_no_grid_where_the_shuffle_head_does(tiny):
 
 
 def test_resize_head_checkpoints_round_trip_and_old_ones_keep_the_shuffle_head(tmp_path):
-    tf = new_transformer("slim", seed=2, device="cpu", precision="fp32")
+    tf = new_transformer("slim-resize", seed=2, device="cpu", precision="fp32")
     assert tf.config.head == "resize" and tf.net.deconv3.conv2d.weight.shape == (3, 16, 5, 5)
     not_identity(tf.net)
     path = tf.save(tmp_path / "r.pth", style={"name": "s.png", "sha256": "cd" * 32})
@@ -390,14 +389,14 @@ def test_resize_head_checkpoints_round_trip_and_old_ones_keep_the_shuffle_head(t
     with torch.no_grad():
         assert (inference_network(tf.net)(x) - tf.net(x)).abs().max() < 1e-5
     # a checkpoint written before the field existed rebuilds the shuffle head it was trained with
-    old = new_transformer("slim", seed=3, device="cpu", precision="fp32", head="shuffle")  # slim until 2026-12-03
+    old = new_transformer("slim", seed=3, device="cpu", precision="fp32")
     not_identity(old.net)
     ckpt = old.checkpoint()
     ckpt["arch"] = {k: v for k, v in ckpt["arch"].items() if k != "head"}
     torch.save(ckpt, tmp_path / "old.pth")
     loaded = load_transformer(tmp_path / "old.pth", device="cpu", precision="fp32")
     assert loaded.config.head == "shuffle" and loaded.net.deconv3.conv2d.weight.shape == (48, 16, 3, 3)
-    assert dataclasses.replace(loaded.config, name="slim-shuffle") == ARCHITECTURES["slim-shuffle"]
+    assert loaded.config == ARCHITECTURES["slim"]
     assert torch.equal(loaded.stylize(x), old.stylize(x))
 
 

@@ -7,12 +7,11 @@ Three architectures, chosen by name:
   Its parameter names follow the pytorch/examples ``fast_neural_style`` layout, so their published
   checkpoints load unchanged (see :mod:`.checkpoint`).
 * ``slim``: for CPUs and video: a 4x pixel-unshuffle stem (3 -> 48 channels at 1/4 resolution), half the
-  channels (16, 32, 64), depthwise-separable residual blocks, a 3x3 conv in, and a resize head out (a bilinear
-  4x resize then a 5x5 conv to RGB, folded into a 3x3 conv at 1/4 resolution + a 4x pixel shuffle:
-  :class:`ResizeConvHead`). About 87x fewer multiply-adds per pixel than ``standard``; see docs/transformer.md
-  for its measured cost and quality.
-* ``slim-shuffle``: ``slim`` before 2026-12-03: the last layer a free 3x3 conv to 48 channels then the pixel
-  shuffle (every output phase its own weights: a 4-px grid). Checkpoints of that time load as it.
+  channels (16, 32, 64), depthwise-separable residual blocks, 3x3 convs in and out, a 4x pixel shuffle back.
+  About 87x fewer multiply-adds per pixel than ``standard``; see docs/transformer.md for its measured cost
+  and quality. Every output phase has its own weights in the last conv: a faint 4-px grid.
+* ``slim-resize``: ``slim`` with a resize head out (a bilinear 4x resize then a 5x5 conv to RGB, folded into a
+  3x3 conv at 1/4 resolution + the 4x pixel shuffle: :class:`ResizeConvHead`): no grid, the same cost.
 
 Every network takes (N, 3, H, W) float in [0, 1] and returns (N, 3, H, W) in about [0, 1] (unclamped, so
 training keeps its gradients); any H and W: the input is reflection-padded to a multiple of 4 x unshuffle (and
@@ -128,19 +127,19 @@ ARCHITECTURES: Dict[str, ArchConfig] = {
     "standard": ArchConfig("standard"),
     "slim": ArchConfig(
         "slim", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
-        input_skip=True, head="resize",
-    ),
-    #: ``slim`` from 2026-11-26 to 2026-12-03: the same layers with the pixel-shuffle head (a 4-px grid). Its
-    #: checkpoints say ``slim`` without a ``head`` and still rebuild it; this name trains a new one.
-    "slim-shuffle": ArchConfig(
-        "slim-shuffle", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
         input_skip=True,
+    ),
+    #: ``slim`` with the resize head: no grid, the same cost; not the default (issue 9's quality bar against
+    #: ``standard`` is not met at every budget measured: docs/benchmarks.md, 2026-12-03).
+    "slim-resize": ArchConfig(
+        "slim-resize", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
+        input_skip=True, head="resize",
     ),
 }
 
 
 def arch_config(arch: Union[str, ArchConfig], **overrides: Any) -> ArchConfig:
-    """The :class:`ArchConfig` of a named architecture (``standard``, ``slim``, ``slim-shuffle``), with options
+    """The :class:`ArchConfig` of a named architecture (``standard``, ``slim``, ``slim-resize``), with options
     overridden."""
     if isinstance(arch, ArchConfig):
         base = arch
