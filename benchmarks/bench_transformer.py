@@ -3,7 +3,7 @@ reference measured in the same run; and (``--quality``) the slim network's quali
 after the same training.
 
     python benchmarks/bench_transformer.py [--threads 2] [--reps 5] [--sizes 512x512 1280x720]
-    python benchmarks/bench_transformer.py --quality [--steps 200] [--train-size 128] [--batch-size 2]
+    python benchmarks/bench_transformer.py --quality [--steps 200] [--train-size 128] [--batch-size 2] [--variants ...]
 
 Speed. Reference: the standard architecture as a plain eager fp32 ``TransformerNet`` (NCHW, no rewrites,
 inference mode). Candidates, for ``standard`` and ``slim`` (``FeedForwardModel`` then ``stylize``): eager torch in
@@ -23,10 +23,12 @@ network in plain eager fp32, and the frame rate of slim alone (best and median o
 A GPU section runs by itself where CUDA is present (eager fp32, eager bf16 and auto; ``--gpu-sizes``, default
 1920x1080).
 
-Quality (``--quality``): trains ``standard``, the previous slim design (``slim-v1``: pixel-unshuffle 2) and
-``slim`` with the same data (generated pictures), style (a generated pattern), steps, crop size, seed and the
-weight-free ``random`` backbone, then reports on held-out pictures the same content and style losses the
-training minimises (weighted as in training), ``styletx.metrics.score`` and the training time.
+Quality (``--quality``): trains ``standard``, the first slim design (``slim-v1``: pixel-unshuffle 2),
+``slim`` and ``slim-resize`` (the resize head) (``--variants`` picks) with the same data
+(generated pictures), style (a generated pattern), steps, crop size, seed and the weight-free ``random``
+backbone, then reports on held-out pictures the same content and style losses the
+training minimises (weighted as in training), ``styletx.metrics.score``, ``styletx.metrics.grid_score`` (4 px)
+and the training time.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from styletx.options import TrainOptions  # noqa: E402
 from styletx.runtime import retain_freed_memory  # noqa: E402
 from styletx.tensors import resize_longest  # noqa: E402
 
-#: The slim design before 2026-11-26 (pixel-unshuffle 2); kept here to measure the redesign against.
+#: The slim design before 2026-11-26 (pixel-unshuffle 2, pixel-shuffle head); kept here to measure against.
 SLIM_V1 = ArchConfig("slim", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3,
                      unshuffle=2)
 #: The candidates ``compile()`` on auto chooses among (the precision policy, then the backend choice).
@@ -297,7 +299,8 @@ def _style(size: int):
     return Image.fromarray((np.clip(arr, 0, 1) * 255).astype(np.uint8), "RGB")
 
 
-def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) -> None:
+def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
+            labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize")) -> None:
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     for i in range(24):
@@ -316,8 +319,8 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) ->
     style_norm = target_scaled_weights(grams, normalised_layer_weights(opts.style_layers, None))
     content_w = normalised_layer_weights(opts.content_layers, None)
 
-    variants = [("standard", "standard", ARCHITECTURES["standard"]), ("slim-v1", "slim", SLIM_V1),
-                ("slim", "slim", ARCHITECTURES["slim"])]
+    known = {"slim-v1": ("slim", SLIM_V1), **{k: (k, v) for k, v in ARCHITECTURES.items()}}
+    variants = [(label, *known[label]) for label in labels]
     rows: List[Dict[str, object]] = []
     for label, arch, config in variants:
         saved = ARCHITECTURES[arch]
@@ -331,7 +334,7 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) ->
             ARCHITECTURES[arch] = saved
         tf = res.transformer
         terms = {"content": 0.0, "style": 0.0, "total": 0.0}
-        scores = {"content_ssim": 0.0, "color_distance": 0.0, "texture_distance": 0.0}
+        scores = {"content_ssim": 0.0, "color_distance": 0.0, "texture_distance": 0.0, "grid": 0.0}
         for x in held_out:
             y = tf.stylize(x)
             with torch.no_grad():
@@ -343,7 +346,7 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) ->
                                content_layer_weights=target_scaled_weights(targets, content_w)).as_floats()
             for k in terms:
                 terms[k] += t[k] / len(held_out)
-            s = metrics.score(y, x, style_t)
+            s = dict(metrics.score(y, x, style_t), grid=metrics.grid_score(y))
             for k in scores:
                 scores[k] += s[k] / len(held_out)
         last = res.losses[-20:]
@@ -354,13 +357,15 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path) ->
           f"default loss weights; held-out: 4 generated pictures at {eval_size} px")
     for r in rows:
         print(f"  {r['label']}: training in {r['precision']}; held-out inference in {r['inference']}")
+    inputs_grid = sum(metrics.grid_score(x) for x in held_out) / len(held_out)
+    print(f"grid_score (4 px) of the held-out inputs themselves: {inputs_grid:.4f}")
     print("| network | kMAC/px | train s | train loss (last 20) | held-out content | held-out style | held-out total"
-          " | content_ssim | color_distance | texture_distance |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          " | content_ssim | color_distance | texture_distance | grid_score |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['label']} | {r['kmac']:.2f} | {r['seconds']:.0f} | {r['train_total']:.3f} | {r['content']:.3f} "
               f"| {r['style']:.3f} | {r['total']:.3f} | {r['content_ssim']:.3f} | {r['color_distance']:.4f} "
-              f"| {r['texture_distance']:.4f} |")
+              f"| {r['texture_distance']:.4f} | {r['grid']:.4f} |")
 
 
 def _sizes(names: Sequence[str]) -> List[Tuple[int, int]]:
@@ -391,6 +396,8 @@ def main() -> None:
     ap.add_argument("--train-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--eval-size", type=int, default=256)
+    ap.add_argument("--variants", nargs="+", default=["standard", "slim-v1", "slim", "slim-resize"],
+                    help="networks --quality trains: standard, slim-v1 or any name in ARCHITECTURES")
     ap.add_argument("--workdir", default=None, help="folder for data and checkpoints (default: a temporary one)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -402,7 +409,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="styletx-bench-") as tmp:
         os.environ["STYLETX_CACHE_DIR"] = str(Path(tmp) / "cache")  # empty: auto measures
         if args.quality:
-            quality(args.steps, args.train_size, args.batch_size, args.eval_size, Path(args.workdir or tmp))
+            quality(args.steps, args.train_size, args.batch_size, args.eval_size, Path(args.workdir or tmp),
+                    args.variants)
         else:
             speed(args)
     print(f"total {time.perf_counter() - started:.0f} s")

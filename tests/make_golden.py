@@ -48,7 +48,7 @@ def seeded_input(seed: int, *shape: int) -> torch.Tensor:
 
 
 def not_identity(net: TransformerNet) -> TransformerNet:
-    """``slim`` starts as the identity (input skip, zero last conv): give its last conv seeded random weights so
+    """A network with an input skip (``slim``) starts as the identity: give its last conv seeded random weights so
     comparisons of outputs test the whole network."""
     gen = torch.Generator().manual_seed(11)
     with torch.no_grad():
@@ -63,7 +63,7 @@ def not_identity(net: TransformerNet) -> TransformerNet:
 def _network(arch: str, hw: tuple) -> Callable[[], Dict[str, torch.Tensor]]:
     def run() -> Dict[str, torch.Tensor]:
         net = build_network(arch, seed=0, **TINY).eval()
-        if arch == "slim":
+        if net.input_skip:
             not_identity(net)
         x = seeded_input(1, 1, 3, *hw)  # not a multiple of the network's: the pad-and-crop path runs too
         with torch.no_grad():
@@ -100,6 +100,7 @@ CASES: Dict[str, Dict[str, Callable[[], Dict[str, torch.Tensor]]]] = {
     "transformer": {
         "standard": _network("standard", (21, 27)),
         "slim": _network("slim", (36, 44)),
+        "slim-resize": _network("slim-resize", (36, 44)),
     },
     "optimize": {
         "random": _stylize(4, backbone="random"),

@@ -257,3 +257,15 @@ def test_grid_score_is_zero_for_smooth_pictures_and_high_with_a_plaid():
         metrics.grid_score(torch.rand(1, 3, 10, 40))
     with pytest.raises(InputError, match="period"):
         metrics.grid_score(clean, period=1)
+
+
+def test_grid_score_of_checkerboards():
+    """A checkerboard of 1-px or 2-px squares repeats within 4 px: all grid at period 4. A 4-px one has period 8,
+    so at period 4 its squares look like smooth content (score 0), and at period 8 all grid."""
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    for square in (1, 2):
+        board = (((yy // square) + (xx // square)) % 2).float().expand(1, 3, 64, 64) * 0.5 + 0.25
+        assert metrics.grid_score(board) == pytest.approx(1.0, abs=1e-9)
+    coarse = (((yy // 4) + (xx // 4)) % 2).float().expand(1, 3, 64, 64) * 0.5 + 0.25
+    assert metrics.grid_score(coarse, period=8) == pytest.approx(1.0, abs=1e-9)
+    assert metrics.grid_score(coarse) < 0.01

@@ -46,12 +46,14 @@ def test_model_stylize_tiled_matches_whole_and_has_no_seam():
     tiled = model.stylize(x, tile=32)
     assert model.last_plan.startswith("tiled")
     assert (tiled - whole).abs().mean().item() <= 1 / 255
-    # seam test: the mean jump across tile borders (every 32 px) is no larger than elsewhere
+    # seam test: the mean jump across tile borders (every 32 px) is no larger than the whole picture's jump at the
+    # same columns. (Not "than elsewhere": tile borders fall on the 16-px grid of the network's deepest stage,
+    # where this untrained net's whole output jumps more too: 0.127 against 0.103 with slim's resize head.)
     dx = (tiled[..., :, 1:] - tiled[..., :, :-1]).abs().mean(dim=(0, 1, 2))  # (W-1,)
+    dx_whole = (whole[..., :, 1:] - whole[..., :, :-1]).abs().mean(dim=(0, 1, 2))
     borders = torch.tensor([c - 1 for c in range(32, 136, 32)])
-    others = torch.tensor([i for i in range(dx.numel()) if i not in set(borders.tolist())])
-    assert dx[borders].mean() <= dx[others].mean() * 1.05
-    assert (dx[borders] - (whole[..., :, 1:] - whole[..., :, :-1]).abs().mean(dim=(0, 1, 2))[borders]).abs().max() < 1e-3
+    assert dx[borders].mean() <= dx_whole[borders].mean() * 1.05
+    assert (dx[borders] - dx_whole[borders]).abs().max() < 1e-3
 
 
 def test_a_small_budget_tiles_and_a_tiny_one_refuses_before_work():

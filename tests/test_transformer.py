@@ -6,6 +6,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import make_golden as golden
@@ -16,7 +17,9 @@ from styletx.color import rgb_to_ycbcr
 from styletx.errors import CheckpointError, InputError
 from styletx.api import stylize_files
 from styletx.engines.feedforward.model import load_transformer, new_transformer
-from styletx.engines.feedforward.net import ARCHITECTURES, TransformerNet, arch_config, build_network, macs_per_pixel
+from styletx.engines.feedforward.net import (
+    ARCHITECTURES, ResizeConvHead, TransformerNet, arch_config, build_network, macs_per_pixel,
+)
 from styletx.engines.feedforward.rewrites import inference_network
 from styletx.io.image import load_image
 from styletx.tensors import from_pil, pad_to_multiple
@@ -328,3 +331,80 @@ def test_slim_starts_as_the_identity_and_old_slim_checkpoints_load_without_the_s
     with torch.no_grad():
         plain = old.net(x)
         assert torch.allclose(tf.net(x) - x, plain, atol=1e-5)  # same layers, minus the skip
+
+
+# ------------------------------------------------------------------------------------- the resize head (issue 9)
+
+
+@pytest.mark.parametrize("r", [2, 4])
+def test_resize_head_is_a_bilinear_resize_then_a_full_resolution_conv(r):
+    """The folded low-resolution conv + pixel shuffle equals resizing the (reflection-padded) input bilinearly
+    and convolving at full resolution with the layer's own kernel; a flat input gives a flat output."""
+    torch.manual_seed(0)
+    head = ResizeConvHead(5, 3, r)
+    k = head.conv2d.kernel_size[0]
+    assert k == 2 * (r // 2) + 1
+    x = torch.randn(2, 5, 7, 9)
+    with torch.no_grad():
+        y = F.pixel_shuffle(head(x), r)
+        up = F.interpolate(F.pad(x, (1, 1, 1, 1), mode="reflect"), scale_factor=r, mode="bilinear",
+                           align_corners=False)
+        h = k // 2
+        expected = F.conv2d(up[..., r - h : r + 7 * r + h, r - h : r + 9 * r + h], head.conv2d.weight, head.conv2d.bias)
+        assert y.shape == expected.shape == (2, 3, 7 * r, 9 * r)
+        assert (y - expected).abs().max() < 1e-5
+        flat = F.pixel_shuffle(head(torch.full((1, 5, 6, 6), 0.7)), r)
+        assert (flat.amax(dim=(-2, -1)) - flat.amin(dim=(-2, -1))).abs().max() < 1e-5
+        # the plain shuffle head with free weights makes a pattern of period r out of the same flat input
+        free = torch.nn.Conv2d(5, 3 * r * r, 3)
+        plaid = F.pixel_shuffle(free(torch.full((1, 5, 8, 8), 0.7)), r)
+        assert (plaid.amax(dim=(-2, -1)) - plaid.amin(dim=(-2, -1))).min() > 1e-2
+
+
+@pytest.mark.parametrize("tiny", [False, True])
+def test_slim_resize_leaves_no_grid_where_the_shuffle_head_does(tiny):
+    """Same layers, random last conv, a picture in: the change the shuffle head adds is a strong 4-px grid
+    (measured 0.28-0.34), the resize head's has none (measured 4e-5)."""
+    x = load_image(make_image(96, 96, seed=3, kind="scene")).tensor
+    scores = {}
+    for arch in ("slim", "slim-resize"):
+        net = not_identity(build_network(arch, seed=0, **(TINY if tiny else {}))).eval()
+        with torch.no_grad():
+            change = net(x) - x
+        scores[net.config.head] = metrics.grid_score((0.5 + 0.1 * change).clamp(0, 1))
+    assert scores["shuffle"] > 0.1
+    assert scores["resize"] < 0.01
+
+
+def test_resize_head_checkpoints_round_trip_and_old_ones_keep_the_shuffle_head(tmp_path):
+    tf = new_transformer("slim-resize", seed=2, device="cpu", precision="fp32")
+    assert tf.config.head == "resize" and tf.net.deconv3.conv2d.weight.shape == (3, 16, 5, 5)
+    not_identity(tf.net)
+    path = tf.save(tmp_path / "r.pth", style={"name": "s.png", "sha256": "cd" * 32})
+    back = load_transformer(path, device="cpu", precision="fp32")
+    assert back.config == tf.config
+    x = torch.rand(1, 3, 37, 41)
+    assert torch.equal(back.stylize(x), tf.stylize(x))
+    # the inference path folds the head once into a plain conv: the same numbers as the training form
+    with torch.no_grad():
+        assert (inference_network(tf.net)(x) - tf.net(x)).abs().max() < 1e-5
+    # a checkpoint written before the field existed rebuilds the shuffle head it was trained with
+    old = new_transformer("slim", seed=3, device="cpu", precision="fp32")
+    not_identity(old.net)
+    ckpt = old.checkpoint()
+    ckpt["arch"] = {k: v for k, v in ckpt["arch"].items() if k != "head"}
+    torch.save(ckpt, tmp_path / "old.pth")
+    loaded = load_transformer(tmp_path / "old.pth", device="cpu", precision="fp32")
+    assert loaded.config.head == "shuffle" and loaded.net.deconv3.conv2d.weight.shape == (48, 16, 3, 3)
+    assert loaded.config == ARCHITECTURES["slim"]
+    assert torch.equal(loaded.stylize(x), old.stylize(x))
+
+
+def test_resize_head_options_are_checked():
+    with pytest.raises(InputError, match="head"):
+        arch_config("slim", head="transposed")
+    with pytest.raises(InputError, match="unshuffle"):
+        arch_config("standard", head="resize")
+    with pytest.raises(InputError, match="kernel_out"):
+        arch_config("slim", head="resize", kernel_out=5)
+    assert macs_per_pixel(arch_config("slim", head="resize")) == macs_per_pixel(arch_config("slim", head="shuffle"))

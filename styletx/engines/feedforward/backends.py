@@ -31,7 +31,7 @@ from ...errors import InputError, StyletxWarning
 from ...options import BACKENDS
 from . import winograd_net
 from .net import TransformerNet
-from .rewrites import inference_network, shuffle_as_convs
+from .rewrites import fold_resize_head, inference_network, shuffle_as_convs
 
 __all__ = [
     "BACKENDS",
@@ -171,8 +171,8 @@ class _ScaledBody(nn.Module):
 
 
 def _frozen_copy(net: TransformerNet) -> TransformerNet:
-    """A CPU fp32 eval copy of ``net`` without autograd state (for tracing)."""
-    c = copy.deepcopy(net).float().cpu().eval()
+    """A CPU fp32 eval copy of ``net`` without autograd state (for tracing; a ``resize`` head folded once)."""
+    c = fold_resize_head(copy.deepcopy(net).float().cpu().eval())
     for p in c.parameters():
         p.requires_grad_(False)
     return c

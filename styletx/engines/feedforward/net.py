@@ -1,6 +1,6 @@
 """The feed-forward style networks (Johnson et al. 2016): architectures, layers, building one.
 
-Two architectures, chosen by name:
+Three architectures, chosen by name:
 
 * ``standard``: 9x9 conv in, two stride-2 convs (32, 64, 128 channels), five residual blocks at 128 channels,
   two nearest-upsample-then-3x3-conv layers, 9x9 conv out; instance norm and reflection padding throughout.
@@ -9,7 +9,9 @@ Two architectures, chosen by name:
 * ``slim``: for CPUs and video: a 4x pixel-unshuffle stem (3 -> 48 channels at 1/4 resolution), half the
   channels (16, 32, 64), depthwise-separable residual blocks, 3x3 convs in and out, a 4x pixel shuffle back.
   About 87x fewer multiply-adds per pixel than ``standard``; see docs/transformer.md for its measured cost
-  and quality.
+  and quality. Every output phase has its own weights in the last conv: a faint 4-px grid.
+* ``slim-resize``: ``slim`` with a resize head out (a bilinear 4x resize then a 5x5 conv to RGB, folded into a
+  3x3 conv at 1/4 resolution + the 4x pixel shuffle: :class:`ResizeConvHead`): no grid, the same cost.
 
 Every network takes (N, 3, H, W) float in [0, 1] and returns (N, 3, H, W) in about [0, 1] (unclamped, so
 training keeps its gradients); any H and W: the input is reflection-padded to a multiple of 4 x unshuffle (and
@@ -28,7 +30,8 @@ from torch import Tensor, nn
 from ...errors import CheckpointError, InputError
 from ...tensors import pad_to_multiple
 
-__all__ = ["ArchConfig", "ARCHITECTURES", "arch_config", "TransformerNet", "build_network", "macs_per_pixel"]
+__all__ = ["ArchConfig", "ARCHITECTURES", "HEADS", "arch_config", "TransformerNet", "ResizeConvHead", "build_network",
+           "macs_per_pixel"]
 
 #: Instance-norm epsilon (PyTorch's default, as in pytorch/examples).
 _EPS = 1e-5
@@ -41,6 +44,13 @@ _EPS = 1e-5
 ARCH_LIMITS = {"channels": 2048, "res_blocks": 64, "kernel": 31, "unshuffle": 16, "value_range": 65535.0}
 
 
+#: How the last layer reaches full resolution when the network works at 1/``unshuffle`` resolution (with
+#: ``unshuffle`` 1 both are a plain conv): ``shuffle``, a free k x k conv to 3 * r^2 channels then a pixel shuffle
+#: (every output phase has its own weights: a faint r-pixel grid); ``resize``, a bilinear r-times resize followed by
+#: a full-resolution conv, folded into the same low-resolution conv + pixel shuffle (:class:`ResizeConvHead`).
+HEADS = ("shuffle", "resize")
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -51,7 +61,8 @@ class ArchConfig:
     pytorch/examples checkpoints); the network itself always takes and returns [0, 1]. ``input_skip``: the
     network's output is its input plus what the layers compute, with the last conv initialised to zero, so an
     untrained network is the identity and training only has to learn the change (checkpoints saved without
-    the field load with it off)."""
+    the field load with it off). ``head``: how the last layer of a network at 1/``unshuffle`` resolution gets back
+    to full resolution (:data:`HEADS`; checkpoints saved without the field load with ``shuffle``, which they had)."""
 
     name: str = "standard"
     channels: Tuple[int, int, int] = (32, 64, 128)
@@ -62,6 +73,7 @@ class ArchConfig:
     value_range: float = 1.0
     unshuffle: int = 1
     input_skip: bool = False
+    head: str = "shuffle"
 
     def validated(self) -> "ArchConfig":
         """Self after checking every field's type and range (caps: :data:`ARCH_LIMITS`), else InputError."""
@@ -84,6 +96,11 @@ class ArchConfig:
         vr = self.value_range
         if isinstance(vr, bool) or not isinstance(vr, (int, float)) or not 0 < vr <= ARCH_LIMITS["value_range"]:
             raise InputError(f"arch value_range: expected a number in (0, {ARCH_LIMITS['value_range']}], got {vr!r}")
+        if self.head not in HEADS:
+            raise InputError(f"arch head: expected one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.head == "resize" and (self.unshuffle < 2 or self.kernel_out != 3):
+            raise InputError("arch head: 'resize' needs an unshuffle of at least 2 and kernel_out 3, got "
+                             f"unshuffle {self.unshuffle!r}, kernel_out {self.kernel_out!r}")
         for name in ("separable", "input_skip"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"arch {name}: expected true or false, got {getattr(self, name)!r}")
@@ -112,11 +129,18 @@ ARCHITECTURES: Dict[str, ArchConfig] = {
         "slim", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
         input_skip=True,
     ),
+    #: ``slim`` with the resize head: no grid, the same cost; not the default (issue 9's quality bar against
+    #: ``standard`` is not met at every budget measured: docs/benchmarks.md, 2026-12-03).
+    "slim-resize": ArchConfig(
+        "slim-resize", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
+        input_skip=True, head="resize",
+    ),
 }
 
 
 def arch_config(arch: Union[str, ArchConfig], **overrides: Any) -> ArchConfig:
-    """The :class:`ArchConfig` of a named architecture (``standard`` or ``slim``), with options overridden."""
+    """The :class:`ArchConfig` of a named architecture (``standard``, ``slim``, ``slim-resize``), with options
+    overridden."""
     if isinstance(arch, ArchConfig):
         base = arch
     else:
@@ -200,6 +224,56 @@ class UpsampleConvLayer(nn.Module):
         return self.conv2d(x)
 
 
+def resize_fold(r: int, kernel: int) -> Tensor:
+    """(r, 3, kernel) weights: ``[p, d + 1, a]`` is how much low-resolution pixel ``q + d`` contributes, through a
+    bilinear r-times resize (half-pixel centres, as ``F.interpolate(align_corners=False)``), to the full-resolution
+    pixel ``r * q + p + a - kernel // 2`` (tap ``a`` of a full-resolution conv for output phase ``p``)."""
+    h = kernel // 2
+    m = torch.zeros(r, 3, kernel, dtype=torch.float64)
+    for p in range(r):
+        for a in range(kernel):
+            pos = (p + a - h + 0.5) / r - 0.5  # the full-res pixel's centre in low-res pixel units
+            for d in (-1, 0, 1):
+                m[p, d + 1, a] = max(0.0, 1.0 - abs(pos - d))
+    return m
+
+
+class ResizeConvHead(nn.Module):
+    """The last layer of a network at 1/r resolution without a grid: a bilinear r-times resize of its input, then
+    a ``2 * (r // 2) + 1`` square conv to ``cout`` channels at full resolution (``conv2d.weight``, ``conv2d.bias``
+    hold that full-resolution conv).
+
+    Computed folded: each of the r x r output phases of "resize then conv" is a 3x3 conv of the low-resolution
+    input (the resize reaches one low-resolution pixel either side, and the kernel radius r // 2 stays within
+    it), so the layer runs as one reflection-padded 3x3 conv to ``cout * r * r`` channels, in the channel order
+    ``F.pixel_shuffle(., r)`` expects: the same cost and graph as the ``shuffle`` head. Unlike that head's free
+    per-phase weights, every phase's folded kernel sums to the same total, so a flat input gives a flat output
+    and there is no fixed r-pixel pattern.
+    """
+
+    def __init__(self, cin: int, cout: int, r: int) -> None:
+        super().__init__()
+        self.r = r
+        kernel = 2 * (r // 2) + 1
+        fold = resize_fold(r, kernel)
+        if not torch.allclose(fold.sum(dim=1), torch.ones(r, kernel, dtype=torch.float64)):
+            raise ValueError(f"ResizeConvHead: a {kernel}-px kernel does not fold into 3x3 at r={r}")
+        self.register_buffer("fold", fold.float(), persistent=False)
+        self.conv2d = nn.Conv2d(cin, cout, kernel)
+
+    def folded(self) -> Tuple[Tensor, Optional[Tensor]]:
+        """The (cout * r^2, cin, 3, 3) low-resolution kernel and (cout * r^2,) bias equal to the layer."""
+        w = self.conv2d.weight
+        m = self.fold.to(w.dtype)
+        k = torch.einsum("pia,qjb,ocab->opqcij", m, m, w).reshape(-1, w.shape[1], 3, 3)
+        b = self.conv2d.bias
+        return k, (b.repeat_interleave(self.r * self.r) if b is not None else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        k, b = self.folded()
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), k, b)
+
+
 class TransformerNet(nn.Module):
     """The image transformation network. ``forward``: (N, 3, H, W) in [0, 1] -> (N, 3, H, W) about [0, 1].
 
@@ -230,7 +304,10 @@ class TransformerNet(nn.Module):
         self.in4 = nn.InstanceNorm2d(c2, affine=True, eps=_EPS)
         self.deconv2 = UpsampleConvLayer(c2, c1, 3)
         self.in5 = nn.InstanceNorm2d(c1, affine=True, eps=_EPS)
-        self.deconv3 = ConvLayer(c1, 3 * r2, config.kernel_out)
+        if config.head == "resize" and config.unshuffle > 1:
+            self.deconv3: nn.Module = ResizeConvHead(c1, 3, config.unshuffle)
+        else:
+            self.deconv3 = ConvLayer(c1, 3 * r2, config.kernel_out)
         self.input_skip = bool(config.input_skip)
         if self.input_skip:  # start as the identity: output = input + 0
             nn.init.zeros_(self.deconv3.conv2d.weight)

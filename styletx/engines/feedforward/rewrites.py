@@ -1,7 +1,8 @@
 """Exact inference rewrites of a trained network: the same output up to float rounding, less work.
 
 :func:`inference_network` turns each nearest-upsample + 3x3 conv into a sub-pixel conv on the low-resolution
-input; :func:`shuffle_as_convs` expresses pixel (un)shuffles as one-hot convolutions (faster in ONNX Runtime).
+input, and a ``resize`` head into its folded low-resolution conv; :func:`shuffle_as_convs` expresses pixel
+(un)shuffles as one-hot convolutions (faster in ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .net import TransformerNet, UpsampleConvLayer
+from .net import ConvLayer, ResizeConvHead, TransformerNet, UpsampleConvLayer
 from .winograd import upsample_conv_kernel
 
-__all__ = ["SubPixelUpsampleConv", "SpaceToDepthConv", "DepthToSpaceConv", "shuffle_as_convs", "inference_network"]
+__all__ = ["SubPixelUpsampleConv", "folded_head", "fold_resize_head", "SpaceToDepthConv", "DepthToSpaceConv",
+           "shuffle_as_convs", "inference_network"]
 
 
 class SubPixelUpsampleConv(nn.Module):
@@ -100,6 +102,28 @@ def shuffle_as_convs(net: TransformerNet, *, depth_to_space: bool = False) -> Tr
     return net
 
 
+def folded_head(head: ResizeConvHead) -> ConvLayer:
+    """The :class:`ResizeConvHead`'s folded form as a plain 3x3 :class:`ConvLayer` (the same numbers: the fold
+    is computed once instead of at every call)."""
+    k, b = head.folded()
+    with torch.random.fork_rng(devices=[]):  # the throw-away default init must not advance the global RNG
+        layer = ConvLayer(k.shape[1], k.shape[0], 3)
+    with torch.no_grad():
+        layer.conv2d.weight.copy_(k)
+        if b is None:
+            layer.conv2d.bias = None
+        else:
+            layer.conv2d.bias.copy_(b)
+    return layer.to(k.device)
+
+
+def fold_resize_head(net: TransformerNet) -> TransformerNet:
+    """Replace ``net``'s :class:`ResizeConvHead` (if it has one) by :func:`folded_head`; returns ``net``."""
+    if isinstance(net.deconv3, ResizeConvHead):
+        net.deconv3 = folded_head(net.deconv3)
+    return net
+
+
 def inference_network(net: TransformerNet) -> TransformerNet:
     """A copy of ``net`` for inference only: upsample-convs rewritten as sub-pixel convs (same output up to
     float rounding), no autograd state."""
@@ -108,6 +132,7 @@ def inference_network(net: TransformerNet) -> TransformerNet:
         layer = getattr(fast, name)
         if isinstance(layer, UpsampleConvLayer) and layer.conv2d.kernel_size == (3, 3):
             setattr(fast, name, SubPixelUpsampleConv(layer))
+    fold_resize_head(fast)
     for p in fast.parameters():
         p.requires_grad_(False)
     return fast
