@@ -6,13 +6,13 @@ Each run is its own process (``styletx run`` through the CLI's entry point, as a
 its own peak RSS (``ru_maxrss``: torch, the image, everything), so one run's memory never hides another's.
 
 * feed-forward: a random-weight ``standard`` (or ``--arch``) checkpoint on a smooth random 4096x4096 PNG, with no
-  flag (the default budget: free memory less a margin) and with ``--max-memory`` (default 2G); reference:
+  flag (the default budget: free memory less a margin) and with ``--max-memory`` (default 1500M); reference:
   the same model on a 1024x1024 PNG, whole.
 * optimisation: ``styletx run content style --size 2048`` on the bundled examples with the weight-free backbone
   and ``--max-memory`` (default 5G), ``--opt-steps`` steps at the final scale; reference: the same at 512 px.
 
     python benchmarks/bench_tiled.py                       # both engines
-    python benchmarks/bench_tiled.py --only ff --ff-size 4096 --ff-budget 2G
+    python benchmarks/bench_tiled.py --only ff --ff-size 4096 --ff-budget 1500M
     python benchmarks/bench_tiled.py --only opt --opt-size 2048 --opt-budget 5G --opt-steps 10
     python benchmarks/bench_tiled.py --only quality    # tiled vs whole optimisation scores, against seed noise
 
@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=("ff", "opt", "quality"))
     parser.add_argument("--ff-size", type=int, default=4096)
-    parser.add_argument("--ff-budget", default="2G")
+    parser.add_argument("--ff-budget", default="1500M")
     parser.add_argument("--arch", default="standard")
     parser.add_argument("--opt-size", type=int, default=2048)
     parser.add_argument("--opt-budget", default="5G")
