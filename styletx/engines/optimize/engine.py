@@ -258,11 +258,11 @@ def _plan_line(content_hw: Tuple[int, int], sizes: Sequence[int], cores: Sequenc
 def _refuse(content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]], options: StylizeOptions,
             bpp: float, cbpp: float, budget: float, device: torch.device, history: int) -> None:
     """InputError: even the smallest tiles do not fit in ``budget``; says the largest --size that would."""
-    def fits(n: int) -> bool:
-        o = options.with_(size=max(n, 16))
-        return tiled_memory_needed(content_hw, o, bpp, cbpp, MIN_OPTIMIZE_TILE, history=MIN_HISTORY) <= budget
+    def smallest_need(n: int) -> float:
+        return tiled_memory_needed(content_hw, options.with_(size=max(n, 16)), bpp, cbpp, MIN_OPTIMIZE_TILE,
+                                   history=MIN_HISTORY)
 
-    best = memory.largest_fitting(lambda n: 0.0 if fits(n) else 1.0, 0.5, options.size)
+    best = memory.largest_fitting(smallest_need, budget, options.size)
     where = "GPU memory" if device.type == "cuda" else "memory"
     need = tiled_memory_needed(content_hw, options, bpp, cbpp, options.tile or MIN_OPTIMIZE_TILE, history=history)
     advice = (f"the largest --size that fits is about {best}" if best >= options.min_size else "it cannot fit here")

@@ -3,11 +3,12 @@
 A picture too large for the backbone's saved activations is evaluated in overlapping tiles. The *cores* of the
 tiles partition the image; each tile carries ``overlap`` px of real neighbouring pixels each side, and its crop
 starts on a multiple of ALIGN px so that the backbone's pooling grid is the whole image's (interior features
-equal the whole-image ones). One evaluation (:func:`tiled_terms`) makes two passes:
+equal the whole-image ones). The content's feature maps (the content targets) and the style's Grams are
+assembled from tile cores once per scale (:func:`tiled_statistics`). One evaluation (:func:`tiled_terms`)
+makes two passes:
 
-1. no gradient: every tile's output crop and content crop go through the backbone together; the output's Gram
-   sums over the tile cores and their counts are accumulated, so the Gram matrices are those of the *whole*
-   picture, and the content's features at the cores are kept as the content targets;
+1. no gradient: every tile's output crop goes through the backbone; the output's Gram sums over the tile cores
+   and their counts are accumulated, so the Gram matrices are those of the *whole* picture;
 2. with gradient: each tile again, its content loss (its share of the whole-image mean) plus the style loss's
    first-order term (the whole-image loss's gradient with respect to each Gram, times the tile's own Gram
    share), back-propagated into the pixels at once, so only one tile's graph is alive.
@@ -103,6 +104,23 @@ def _crop_of(image: Tensor, tile: Tile) -> Tensor:
     return image[..., y0:y1, x0:x1].contiguous(memory_format=torch.channels_last)
 
 
+def _add_grams(feats: Mapping[str, Tensor], tile: Tile, layers: Sequence[str], sums: Dict[str, Tensor],
+               counts: Dict[str, int]) -> None:
+    """Add the tile core's unnormalised Gram sums (F F^T) and position counts of ``layers`` to ``sums``, ``counts``."""
+    for name in layers:
+        part = _core(feats[name], tile)
+        if part.numel() == 0:  # a core thinner than this layer's stride: its neighbour has the row
+            continue
+        counts[name] = counts.get(name, 0) + part.shape[-2] * part.shape[-1]
+        g = gram_matrix(part) * (part.shape[1] * part.shape[-2] * part.shape[-1])
+        sums[name] = g if name not in sums else sums[name] + g
+
+
+def _whole_grams(sums: Mapping[str, Tensor], counts: Mapping[str, int]) -> Dict[str, Tensor]:
+    """Gram matrices normalised by C * (positions over all cores), as :func:`~styletx.losses.gram_matrix`."""
+    return {n: g / (g.shape[-1] * counts[n]) for n, g in sums.items()}
+
+
 def tiled_statistics(extractor: torch.nn.Module, image: Tensor, gram_layers: Sequence[str],
                      feature_layers: Sequence[str], core: int, *, bf16: bool, min_side: int = 16,
                      overlap: int = OVERLAP) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
@@ -120,14 +138,8 @@ def tiled_statistics(extractor: torch.nn.Module, image: Tensor, gram_layers: Seq
                 feats = extractor(_crop_of(image, tile))
             for name in feature_layers:
                 pieces[name].append(_core(feats[name], tile).float())
-            for name in gram_layers:
-                part = _core(feats[name], tile)
-                if part.numel() == 0:  # a core thinner than this layer's stride: its neighbour has the row
-                    continue
-                counts[name] = counts.get(name, 0) + part.shape[-2] * part.shape[-1]
-                g = gram_matrix(part) * (part.shape[1] * part.shape[-2] * part.shape[-1])
-                sums[name] = g if name not in sums else sums[name] + g
-    grams = {n: sums[n] / (sums[n].shape[-1] * counts[n]) for n in gram_layers}
+            _add_grams(feats, tile, gram_layers, sums, counts)
+    grams = _whole_grams(sums, counts)
     columns = len(tile_cores(hw[1], core))
     maps = {n: torch.cat([torch.cat(p[i:i + columns], dim=-1) for i in range(0, len(p), columns)], dim=-2)
             for n, p in pieces.items()}
@@ -163,14 +175,8 @@ def tiled_terms(pixels: Tensor, extractor: torch.nn.Module, targets: TiledTarget
         for tile in tiles:
             with devices.autocast(bf16, pixels.device):
                 feats = extractor(_crop_of(pixels.detach(), tile))
-            for name in style_layers:
-                part = _core(feats[name], tile)
-                if part.numel() == 0:
-                    continue
-                counts[name] = counts.get(name, 0) + part.shape[-2] * part.shape[-1]
-                g = gram_matrix(part) * (part.shape[1] * part.shape[-2] * part.shape[-1])
-                sums[name] = g if name not in sums else sums[name] + g
-    grams = {n: (sums[n] / (sums[n].shape[-1] * counts[n])).requires_grad_(True) for n in style_layers}
+            _add_grams(feats, tile, style_layers, sums, counts)
+    grams = {n: g.requires_grad_(True) for n, g in _whole_grams(sums, counts).items()}
     zero = pixels.new_zeros((), dtype=torch.float32)
     style = zero
     coefficients: Dict[str, Tensor] = {}
