@@ -31,6 +31,7 @@ from ...options import MIN_OPTIMIZE_TILE, StylizeOptions
 from ...results import Iterate, RunRecord
 from ...tensors import resize_longest, resize_to
 from . import tiles
+from .lbfgs import SafeguardedLBFGS
 
 __all__ = ["scale_sizes", "plan_sizes", "memory_needed", "optimize_image", "choose_precision_for", "PROBE_SIZE"]
 
@@ -185,6 +186,11 @@ class MemoryPlan:
         return any(c is not None for c in self.cores)
 
 
+def _for_extractor(options: StylizeOptions, extractor: torch.nn.Module) -> StylizeOptions:
+    """The options with the default content layers of the extractor's backbone filled in (when not given)."""
+    return options.for_backbone(getattr(extractor, "description", {}).get("backbone", ""))
+
+
 def _content_bytes_per_pixel(extractor: torch.nn.Module, layers: Sequence[str], device: torch.device) -> float:
     """Bytes per input pixel of the content layers' features (what a tiled run keeps as content targets)."""
     side = 64
@@ -201,6 +207,8 @@ def plan_memory(content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]
     that size); the L-BFGS history shrinks (not below MIN_HISTORY) where image-sized state would take more than
     a quarter of the budget. Refuses (InputError, one line with what would fit) a run that cannot fit even in
     the smallest tiles."""
+    options = _for_extractor(options, extractor)
+
     def forward(x: Tensor) -> object:
         with devices.autocast(bf16, device):
             return extractor(x.contiguous(memory_format=torch.channels_last))
@@ -317,8 +325,9 @@ def _initial_image(init: str, content: Tensor, seed: int, init_image: Optional[T
 def _make_optimizer(options: StylizeOptions, image: Tensor, history: int = HISTORY) -> torch.optim.Optimizer:
     if options.optimizer == "adam":
         return torch.optim.Adam([image], lr=options.lr)
-    # One evaluation per step, so that every step reports its losses and can be interrupted.
-    return torch.optim.LBFGS([image], lr=options.lr, max_iter=1, history_size=history)
+    # One evaluation per step, so that every step reports its losses and can be interrupted; a step that raises
+    # the loss is taken back and retried shorter (lbfgs.py).
+    return SafeguardedLBFGS([image], lr=options.lr, history_size=history)
 
 
 def optimize_image(
@@ -344,7 +353,7 @@ def optimize_image(
     :func:`~styletx.losses.temporal_loss` (a previous result warped to this image, and where it is reliable;
     resized to each scale): the engine knows nothing of video, only of this extra target.
     """
-    options = options.validated()
+    options = _for_extractor(options.validated(), extractor)
     record = record or RunRecord()
     device = next((b.device for b in extractor.buffers()), None) or next(extractor.parameters()).device
     content_hw = (int(content.shape[-2]), int(content.shape[-1]))
@@ -429,7 +438,7 @@ def optimize_image(
                     terms = LossTerms(terms.content, terms.style, terms.tv, terms.total + extra, {"temporal": extra})
                 if torch.isfinite(terms.total):
                     terms.total.backward()
-                last_terms["terms"] = terms
+                last_terms.setdefault("terms", terms)
                 return terms.total
 
             def _tiled_closure() -> Tensor:
@@ -445,12 +454,13 @@ def optimize_image(
                                       {"temporal": extra.detach()})
                 if not torch.isfinite(terms.total):
                     pixels.grad = None
-                last_terms["terms"] = terms
+                last_terms.setdefault("terms", terms)
                 return terms.total
 
             restores = 0
             for _ in range(_scale_iterations(options.iterations, k, len(record.sizes))):
                 before = pixels.detach().clone()
+                last_terms.clear()  # the step's first evaluation (at ``before``) is the one it reports
                 optimizer.step(closure)
                 terms = last_terms["terms"]
                 loss = float(terms.total.detach())
