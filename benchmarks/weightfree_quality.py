@@ -294,7 +294,10 @@ def _candidate_options(text: str) -> Tuple[str, Dict[str, object], Dict[str, obj
                 raise SystemExit(f"unknown RandomNetConfig field {key!r} in candidate {text!r}")
             net_changes[key] = _parse_value(getattr(DEFAULT_RANDOM_CONFIG, key), value, text)
         elif key in fields:
-            changes[key] = _parse_value(getattr(StylizeOptions(), key), value, text)
+            default = getattr(StylizeOptions(), key)
+            if default is None and "Tuple[str" in str(StylizeOptions.__dataclass_fields__[key].type):
+                default = ("",)  # an optional list of names (content_layers)
+            changes[key] = _parse_value(default, value, text)
         else:
             raise SystemExit(f"unknown option {key!r} in candidate {text!r}")
     return name, changes, net_changes

@@ -26,8 +26,11 @@ from PIL import Image, ImageDraw
 
 import styletx
 from styletx import metrics
+from styletx.engines.optimize import optimize_image
+from styletx.features import CLASSIC_RANDOM_CONFIG, build_extractor
 from styletx.io.image import load_image
-from styletx.tensors import resize_longest
+from styletx.options import StylizeOptions
+from styletx.tensors import resize_longest, to_pil
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -40,6 +43,8 @@ ENTRIES = [
     ("astronaut-swirls-strong", "astronaut.jpg", "swirls.jpg", {"style_weight": 1000.0}),
 ]
 BASE = {"size": 256, "iterations": 100, "seed": 0}
+#: The weight-free default before and after 2026-12-03 (issue 9), side by side.
+COMPARED = [("compare-cat-swirls", "cat.jpg", "swirls.jpg"), ("compare-astronaut-mosaic", "astronaut.jpg", "mosaic.jpg")]
 
 #: The transformer entry: training settings (styletx.train), the style, and the unseen pictures it is shown on.
 TRANSFORMER = {"arch": "slim", "steps": 400, "size": 160, "batch_size": 2, "seed": 0, "checkpoint_every": 0}
@@ -50,16 +55,17 @@ TRAINING_PHOTOS = ("coffee", "rocket", "stereo_motorcycle", "immunohistochemistr
                    "colorwheel", "camera", "brick", "clock", "coins", "horse", "moon", "page", "gravel", "grass")
 
 
-def strip(content: Path, style: Path, result: Image.Image, height: int = 240) -> Image.Image:
-    """content | style | result, each scaled to ``height`` px, with a small label under each."""
+def strip(content: Path, style: Path, *results: Image.Image, labels: tuple = ("result",),
+          height: int = 240) -> Image.Image:
+    """content | style | result(s), each scaled to ``height`` px, with a small label under each."""
     tiles = []
-    for img in (Image.open(content).convert("RGB"), Image.open(style).convert("RGB"), result):
+    for img in (Image.open(content).convert("RGB"), Image.open(style).convert("RGB"), *results):
         w = round(img.width * height / img.height)
         tiles.append(img.resize((w, height), Image.Resampling.LANCZOS))
-    sheet = Image.new("RGB", (sum(t.width for t in tiles) + 8 * 2, height + 18), "white")
+    sheet = Image.new("RGB", (sum(t.width for t in tiles) + 8 * (len(tiles) - 1), height + 18), "white")
     x = 0
     draw = ImageDraw.Draw(sheet)
-    for tile, label in zip(tiles, ("content", "style", "result")):
+    for tile, label in zip(tiles, ("content", "style", *labels)):
         sheet.paste(tile, (x, 0))
         draw.text((x + 4, height + 3), label, fill=(40, 40, 40))
         x += tile.width + 8
@@ -93,6 +99,36 @@ def optimisation_rows(only) -> list:
             "backbone": rec.backbone.get("backbone"), "weights": rec.backbone.get("weights"),
             "steps": rec.steps, "seconds": round(rec.seconds, 1), "device": rec.device, "precision": rec.precision,
         }))
+    return rows
+
+
+def _classic_default(content: Path, style: Path) -> Image.Image:
+    """The weight-free default before 2026-12-03: the network without colour detectors and relu4_2 as the only
+    content layer, run by today's engine with the gallery's settings."""
+    opts = StylizeOptions(**BASE, backbone="random", content_layers=("relu4_2",)).validated()
+    layers = tuple(dict.fromkeys(opts.content_layers + opts.style_layers))
+    extractor = build_extractor("random", layers, seed=opts.seed, random_config=CLASSIC_RANDOM_CONFIG)
+    image, _ = optimize_image(load_image(content).tensor, [load_image(style).tensor],
+                              extractor.to(memory_format=torch.channels_last), opts)
+    return to_pil(image)
+
+
+def comparison_rows() -> list:
+    """COMPARED: the old and the new weight-free default side by side, with the scores of both."""
+    rows = []
+    for name, content_name, style_name in COMPARED:
+        content, style = EXAMPLES / content_name, EXAMPLES / style_name
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            new = styletx.stylize(content, style, backbone="random", **BASE)
+        old = _classic_default(content, style)
+        content_t = resize_longest(load_image(content).tensor, BASE["size"])
+        scores = {label: metrics.score(img, content_t, style) for label, img in (("old", old), ("new", new.image))}
+        scores["content"] = metrics.score(content_t, content_t, style)
+        strip(content, style, old, new.image, labels=("old default", "new default")).save(OUT / f"{name}.png")
+        print(name, json.dumps(scores))
+        rows.append({"name": name, "content": content_name, "style": style_name, "scores": scores,
+                     "settings": BASE, "seconds": round(new.record.seconds, 1)})
     return rows
 
 
@@ -133,8 +169,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", help="names of entries to regenerate (the others are kept)")
     parser.add_argument("--transformer", action="store_true", help="also train and show a transformer (slow)")
+    parser.add_argument("--compare", action="store_true",
+                        help="only the old-vs-new default comparison (a full run without --only makes it too)")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
+    compared = OUT / "compare.json"
+    if args.compare or args.only is None:
+        compared.write_text(json.dumps(comparison_rows(), indent=1, sort_keys=True))
+    if args.compare:
+        write_markdown(json.loads((OUT / "gallery.json").read_text()))
+        return
     index = OUT / "gallery.json"
     old = json.loads(index.read_text()) if index.exists() else []
     new = [] if args.transformer and args.only == [] else optimisation_rows(args.only)
@@ -170,6 +214,7 @@ def write_markdown(rows: list) -> None:
         "results and a faint 4-pixel grid, a known artefact of `slim` (see [transformer.md](transformer.md)).",
         "",
     ]
+    lines += comparison_section()
     for row in rows:
         s, c = row["scores"], row["content_scores"]
         if row.get("engine") == "transformer":
@@ -206,6 +251,43 @@ def write_markdown(rows: list) -> None:
         ]
     lines += video_section()
     (Path(__file__).resolve().parent / "gallery.md").write_text("\n".join(lines))
+
+
+#: What the comparison pictures show, written by whoever last looked at them (keep it true when they change).
+COMPARISON_NOTES = """TO BE WRITTEN AFTER LOOKING"""
+
+
+def comparison_section() -> list:
+    """The old-vs-new default strips (from docs/gallery/compare.json), with the scores of both."""
+    index = OUT / "compare.json"
+    if not index.exists():
+        return []
+    lines = [
+        "## The weight-free default, old and new",
+        "",
+        "Issue 9 (2026-12-03): the weight-free default now has 64 colour detectors beside its first filter bank,",
+        "compares content at relu1_2 as well as relu4_2, and its L-BFGS takes back steps that raise the loss.",
+        "*Old default*: the network without colour detectors and relu4_2 alone (the default before), run by",
+        "today's engine; *new default*: `styletx run` today. Same settings for both (`--size 256 --iterations 100",
+        "--seed 0 --backbone random`). Measured quality on pairs not used to design it: [backbones.md](backbones.md).",
+        "",
+        COMPARISON_NOTES,
+        "",
+    ]
+    for row in json.loads(index.read_text()):
+        sc = row["scores"]
+        lines += [
+            f"### {row['content']} x {row['style']}",
+            "",
+            f"![{row['name']}](gallery/{row['name']}.png)",
+            "",
+            "| score | content image | old default | new default |",
+            "| --- | --- | --- | --- |",
+            *(f"| {k} | {sc['content'][k]:.3f} | {sc['old'][k]:.3f} | {sc['new'][k]:.3f} |"
+              for k in ("content_ssim", "color_distance", "texture_distance")),
+            "",
+        ]
+    return lines
 
 
 def video_section() -> list:

@@ -77,8 +77,12 @@ class StylizeResult:
 
 
 def prepare_extractor(options: StylizeOptions, device: torch.device) -> torch.nn.Module:
-    """The feature extractor for the options' backbone, weights and layers (content + style)."""
-    layers = tuple(dict.fromkeys(tuple(options.content_layers) + tuple(options.style_layers)))
+    """The feature extractor for the options' backbone, weights and layers (content, by default the resolved
+    backbone's: :meth:`StylizeOptions.for_backbone`, and style)."""
+    def layers(backbone: str) -> Sequence[str]:
+        content = options.for_backbone(backbone).content_layers or ()
+        return tuple(dict.fromkeys(tuple(content) + tuple(options.style_layers)))
+
     return extractor_for(options.backbone, options.weights, layers, pooling=options.pooling, seed=options.seed,
                          device=device)
 
@@ -143,6 +147,7 @@ def stylize(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         extractor = prepare_extractor(opts, device)
+    opts = opts.for_backbone(extractor.description["backbone"])
     record = RunRecord(backbone=names_only(dict(extractor.description)), options=names_only(as_plain_dict(opts)))
     for w in caught:  # pass them on to the caller, and keep them in the record
         record.notes.append(str(w.message))

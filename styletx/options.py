@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .errors import InputError
 
@@ -28,7 +28,12 @@ BACKENDS = ("auto", "torch", "torch.compile", "onnxruntime", "winograd")
 BIT_DEPTHS = (8, 16)
 DEFAULT_BIT_DEPTH = 8
 
-DEFAULT_CONTENT_LAYERS: Tuple[str, ...] = ("relu4_2",)
+#: Content layers by backbone, used when ``content_layers`` is not given: Gatys et al.'s relu4_2 for the VGGs;
+#: the weight-free network adds relu1_1 (its first filter bank, which the style loss computes anyway), as its
+#: 1/8-resolution features alone keep too little of the photo (measured: docs/backbones.md).
+DEFAULT_CONTENT_LAYERS: Dict[str, Tuple[str, ...]] = {
+    "vgg19": ("relu4_2",), "vgg16": ("relu4_2",), "random": ("relu1_1", "relu4_2"),
+}
 DEFAULT_STYLE_LAYERS: Tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 #: Learning rate used when ``learning_rate`` is None, per optimiser (pixels are in [0, 1]).
@@ -159,7 +164,10 @@ class StylizeOptions:
     content_weight: float = content_weight_opt()
     style_weight: float = style_weight_opt()
     tv_weight: float = tv_weight_opt()
-    content_layers: Tuple[str, ...] = opt(DEFAULT_CONTENT_LAYERS, "Backbone layers compared with the content.")
+    content_layers: Optional[Tuple[str, ...]] = opt(
+        None, "Backbone layers compared with the content (default: the backbone's: relu4_2 for VGG, relu1_1 and "
+        "relu4_2 for the weight-free one)."
+    )
     style_layers: Tuple[str, ...] = style_layers_opt()
     style_layer_weights: Optional[Tuple[float, ...]] = opt(
         None, "Relative weight of each style layer (default: equal)."
@@ -184,8 +192,19 @@ class StylizeOptions:
 
     @property
     def min_size(self) -> int:
-        """The smallest side (px) the content and style layers work on (see :func:`min_side`)."""
-        return max(min_side(tuple(self.content_layers) + tuple(self.style_layers)), 16)
+        """The smallest side (px) the content and style layers work on (see :func:`min_side`; with the default
+        content layers, those of every backbone)."""
+        content = self.content_layers
+        if content is None:
+            content = tuple(name for layers in DEFAULT_CONTENT_LAYERS.values() for name in layers)
+        return max(min_side(tuple(content) + tuple(self.style_layers)), 16)
+
+    def for_backbone(self, backbone: str) -> "StylizeOptions":
+        """These options with ``content_layers`` filled in for ``backbone`` (a resolved name: vgg19, vgg16,
+        random; any other extractor gets VGG's) when they were not given."""
+        if self.content_layers is not None:
+            return self
+        return replace(self, content_layers=DEFAULT_CONTENT_LAYERS.get(backbone, DEFAULT_CONTENT_LAYERS["vgg19"]))
 
     def validated(self) -> "StylizeOptions":
         """Return self after checking every value; raises InputError naming the first bad option."""
@@ -340,7 +359,7 @@ def _validate_shared(opts: Any) -> None:
     """Checks of the fields both engines' options have: loss weights, layers, backbone, pooling, precision, seed."""
     for name in ("content_weight", "style_weight", "tv_weight"):
         _nonnegative_float(name, getattr(opts, name))
-    if not opts.content_layers and opts.content_weight > 0:
+    if opts.content_layers is not None and not opts.content_layers and opts.content_weight > 0:
         raise InputError("content_layers: give at least one layer (or set content_weight to 0)")
     if not opts.style_layers:
         raise InputError("style_layers: give at least one layer")
@@ -401,7 +420,7 @@ def _positive_int(name: str, value: Any, *, minimum: int = 1) -> None:
 
 def _size(name: str, value: Any, minimum: int, opts: Any) -> None:
     if isinstance(value, int) and not isinstance(value, bool) and value < minimum:
-        layers = tuple(opts.content_layers) + tuple(opts.style_layers)
+        layers = tuple(opts.content_layers or ()) + tuple(opts.style_layers)
         deepest = max(layers, key=lambda n: min_side((n,)))
         raise InputError(f"{name}: expected an integer >= {minimum} (layer {deepest} needs {minimum} px on each "
                          f"side), got {value!r}")

@@ -314,6 +314,7 @@ class _OptimisationStylist:
         self.opts, self.vopts, self.record = sopts, vopts, record
         self.device = pick_device(sopts.device)
         self.extractor = prepare_extractor(sopts, self.device)
+        self.opts = sopts.for_backbone(self.extractor.description["backbone"])
         self.previous: Optional[tuple] = None  # (input frame, result)
 
     def __call__(self, images: List[Tensor]) -> List[Tensor]:

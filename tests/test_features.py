@@ -333,11 +333,11 @@ def test_random_backbone_filters_are_zero_mean():
         assert conv.weight.mean(dim=(1, 2, 3)).abs().max() < 1e-6
 
 
-def test_the_colour_candidate_has_colour_detectors_in_its_first_stage():
-    default = ft.COLOUR_RANDOM_CONFIG
+def test_the_default_network_has_colour_detectors_in_its_first_stage_and_the_classic_one_none():
+    default = ft.DEFAULT_RANDOM_CONFIG
     assert default.color_channels > 0 and default.color_stages == 1
-    assert ft.DEFAULT_RANDOM_CONFIG.color_channels == 0  # not the default yet (docs/backbones.md)
-    ex = build_extractor("random", ["relu1_1", "relu2_1"], random_config=default)
+    assert ft.CLASSIC_RANDOM_CONFIG.color_channels == 0
+    ex = build_extractor("random", ["relu1_1", "relu2_1"])
     classic = build_extractor("random", ["relu1_1", "relu2_1"], random_config=ft.CLASSIC_RANDOM_CONFIG)
     x = torch.rand(1, 3, 24, 32)
     with torch.no_grad():

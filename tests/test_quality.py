@@ -17,15 +17,19 @@ from styletx.tensors import resize_longest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # both, whatever the host's CPU prefers
 @pytest.mark.parametrize("content_name, style_name", [("cat.jpg", "swirls.jpg"), ("astronaut.jpg", "mosaic.jpg")])
-def test_weight_free_stylize_moves_scores_toward_style(content_name, style_name):
+def test_weight_free_stylize_moves_scores_toward_style(content_name, style_name, precision):
     style = EXAMPLES / style_name
     content = resize_longest(load_image(EXAMPLES / content_name).tensor, 80)
     result = styletx.stylize(content, style, size=80, iterations=25, backbone="random", device="cpu", scales=1,
-                             output="tensor")
+                             output="tensor", precision=precision)
     before = metrics.score(content, content, style)
     after = metrics.score(result.image, content, style)
-    # Measured on 2026-11-26: colour 0.23x / 0.88x and texture 0.72x / 0.64x of the content's distances.
-    assert after["color_distance"] < 0.95 * before["color_distance"]
+    # Measured on 2026-12-03 (fp32 / bf16): cat x swirls colour 0.18x / 0.16x and texture 0.73x / 0.62x of the
+    # content's distances, content SSIM 0.74 / 0.70; astronaut x mosaic colour 0.34x / 0.35x, texture 0.69x /
+    # 0.69x, SSIM 0.71 / 0.71. (Before the engine's L-BFGS took back steps that raised the loss, the cat case in
+    # fp32 overshot once, crept, and ended at texture 0.88x.)
+    assert after["color_distance"] < 0.6 * before["color_distance"]  # the colour detectors see the palette
     assert after["texture_distance"] < 0.8 * before["texture_distance"]
     assert after["content_ssim"] > 0.45  # the photo's structure survives

@@ -7,7 +7,7 @@ deepest requested layer, in channels_last memory format.
 
 from .backbones import BACKBONES, build_extractor, extractor_for, layer_names, resolve_backbone
 from .extractor import FeatureExtractor
-from .random_net import CLASSIC_RANDOM_CONFIG, COLOUR_RANDOM_CONFIG, DEFAULT_RANDOM_CONFIG, RandomNetConfig
+from .random_net import CLASSIC_RANDOM_CONFIG, DEFAULT_RANDOM_CONFIG, RandomNetConfig
 
 __all__ = [
     "BACKBONES",
@@ -15,7 +15,6 @@ __all__ = [
     "RandomNetConfig",
     "DEFAULT_RANDOM_CONFIG",
     "CLASSIC_RANDOM_CONFIG",
-    "COLOUR_RANDOM_CONFIG",
     "build_extractor",
     "extractor_for",
     "layer_names",

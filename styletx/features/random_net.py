@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from .extractor import FeatureExtractor, Node, truncate
 
-__all__ = ["RandomNetConfig", "DEFAULT_RANDOM_CONFIG", "CLASSIC_RANDOM_CONFIG", "COLOUR_RANDOM_CONFIG",
+__all__ = ["RandomNetConfig", "DEFAULT_RANDOM_CONFIG", "CLASSIC_RANDOM_CONFIG",
            "random_layer_names", "build_random"]
 
 
@@ -37,12 +37,12 @@ class RandomNetConfig:
     ``content_detail``: relu{k}_2 also reads the image's 2^(k-1)-pixel blocks as channels (:class:`CatConv`);
     measured: lower content SSIM, slightly lower texture distance, so off by default.
     ``color_channels``: in ``color_stages`` stages from stage ``color_start`` on, relu{k}_1 also carries that
-    many colour detectors (:class:`ColourBank`): ReLU(d . pixel + b) for random unit directions d in normalised RGB and thresholds b
-    spread over the pixels' range, scaled by ``color_gain``. Their Gram matrix compares the joint colour
-    distribution (a sliced-histogram description), which the zero-mean filters cannot see. Off by default:
-    :data:`COLOUR_RANDOM_CONFIG` (64 detectors at gain 4 in stage 1) measured on the held-out pairs of
-    benchmarks/weightfree_quality.py colour gain 0.26 -> 0.83 and texture gain 0.74 -> 0.78 but content SSIM
-    0.41 -> 0.27, below the naive random-VGG19 baseline's 0.28 (docs/backbones.md), so it is not the default yet.
+    many colour detectors (:class:`ColourBank`): ReLU(d . pixel + b) for random unit directions d in normalised
+    RGB and thresholds b spread over the pixels' range, scaled by ``color_gain``. Their Gram matrix compares the
+    joint colour distribution (a sliced-histogram description), which the zero-mean filters cannot see. The
+    default has 64 detectors at gain 4 in stage 1; :data:`CLASSIC_RANDOM_CONFIG` is the network without them
+    (the default before 2026-12-03). Measured on the held-out pairs of benchmarks/weightfree_quality.py:
+    docs/backbones.md.
     """
 
     widths: Tuple[int, ...] = (96, 192, 256, 384, 384)
@@ -52,9 +52,9 @@ class RandomNetConfig:
     zero_mean: bool = True
     init: str = "kaiming"
     content_detail: bool = False
-    color_channels: int = 0
+    color_channels: int = 64
     color_stages: int = 1
-    color_gain: float = 1.0
+    color_gain: float = 4.0
     color_start: int = 1
 
     def __post_init__(self) -> None:
@@ -67,10 +67,9 @@ class RandomNetConfig:
 
 
 DEFAULT_RANDOM_CONFIG = RandomNetConfig()
-#: The weight-free network with zero-mean filter banks only (the default).
-CLASSIC_RANDOM_CONFIG = DEFAULT_RANDOM_CONFIG
-#: The candidate that sees colour: 64 colour detectors at gain 4 beside the first filter bank.
-COLOUR_RANDOM_CONFIG = RandomNetConfig(color_channels=64, color_gain=4.0)
+#: The weight-free network before 2026-12-03: zero-mean filter banks only, no colour detectors (nearly blind to
+#: the style's palette: docs/backbones.md).
+CLASSIC_RANDOM_CONFIG = RandomNetConfig(color_channels=0, color_gain=1.0)
 
 
 class CatConv(nn.Module):
