@@ -304,7 +304,7 @@ def _style(size: int):
 
 
 def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
-            labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize")) -> None:
+            labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize"), precision: str = "auto") -> None:
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     for i in range(24):
@@ -336,7 +336,8 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
         try:
             t0 = time.perf_counter()
             res = styletx.train(style_path, data, workdir / f"{label}.pth", arch=arch, steps=steps, size=size,
-                                batch_size=batch, backbone="random", seed=0, checkpoint_every=0, overwrite=True)
+                                batch_size=batch, backbone="random", seed=0, checkpoint_every=0, overwrite=True,
+                                precision=precision)
             seconds = time.perf_counter() - t0
         finally:
             ARCHITECTURES[arch] = saved
@@ -407,6 +408,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["standard", "slim-v1", "slim", "slim-resize"],
                     help="networks --quality trains: standard, slim-v1 or any name in ARCHITECTURES, options "
                     "overridden as NAME:field=value,... (e.g. slim-2x:final_stage=16)")
+    ap.add_argument("--train-precision", default="auto", help="--quality training precision (auto: the policy decides)")
     ap.add_argument("--workdir", default=None, help="folder for data and checkpoints (default: a temporary one)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -419,7 +421,7 @@ def main() -> None:
         os.environ["STYLETX_CACHE_DIR"] = str(Path(tmp) / "cache")  # empty: auto measures
         if args.quality:
             quality(args.steps, args.train_size, args.batch_size, args.eval_size, Path(args.workdir or tmp),
-                    args.variants)
+                    args.variants, args.train_precision)
         else:
             speed(args)
     print(f"total {time.perf_counter() - started:.0f} s")
