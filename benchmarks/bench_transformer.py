@@ -41,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -61,6 +62,9 @@ from styletx.losses import gram_matrix, normalised_layer_weights, target_scaled_
 from styletx.options import TrainOptions  # noqa: E402
 from styletx.runtime import retain_freed_memory  # noqa: E402
 from styletx.tensors import resize_longest  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_slim_head import parse_variant  # noqa: E402
 
 #: The slim design before 2026-11-26 (pixel-unshuffle 2, pixel-shuffle head); kept here to measure against.
 SLIM_V1 = ArchConfig("slim", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3,
@@ -300,7 +304,7 @@ def _style(size: int):
 
 
 def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
-            labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize")) -> None:
+            labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize"), precision: str = "auto") -> None:
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     for i in range(24):
@@ -320,7 +324,11 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
     content_w = normalised_layer_weights(opts.content_layers, None)
 
     known = {"slim-v1": ("slim", SLIM_V1), **{k: (k, v) for k, v in ARCHITECTURES.items()}}
-    variants = [(label, *known[label]) for label in labels]
+    variants = []
+    for label in labels:  # a name, or NAME:field=value,... (options overridden: bench_slim_head.parse_variant)
+        name, options = parse_variant(label)
+        arch, config = known[name]
+        variants.append((label, arch, replace(config, **options).validated() if options else config))
     rows: List[Dict[str, object]] = []
     for label, arch, config in variants:
         saved = ARCHITECTURES[arch]
@@ -328,7 +336,8 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
         try:
             t0 = time.perf_counter()
             res = styletx.train(style_path, data, workdir / f"{label}.pth", arch=arch, steps=steps, size=size,
-                                batch_size=batch, backbone="random", seed=0, checkpoint_every=0, overwrite=True)
+                                batch_size=batch, backbone="random", seed=0, checkpoint_every=0, overwrite=True,
+                                precision=precision)
             seconds = time.perf_counter() - t0
         finally:
             ARCHITECTURES[arch] = saved
@@ -397,7 +406,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--eval-size", type=int, default=256)
     ap.add_argument("--variants", nargs="+", default=["standard", "slim-v1", "slim", "slim-resize"],
-                    help="networks --quality trains: standard, slim-v1 or any name in ARCHITECTURES")
+                    help="networks --quality trains: standard, slim-v1 or any name in ARCHITECTURES, options "
+                    "overridden as NAME:field=value,... (e.g. slim-2x:final_stage=16)")
+    ap.add_argument("--train-precision", default="auto", help="--quality training precision (auto: the policy decides)")
     ap.add_argument("--workdir", default=None, help="folder for data and checkpoints (default: a temporary one)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -410,7 +421,7 @@ def main() -> None:
         os.environ["STYLETX_CACHE_DIR"] = str(Path(tmp) / "cache")  # empty: auto measures
         if args.quality:
             quality(args.steps, args.train_size, args.batch_size, args.eval_size, Path(args.workdir or tmp),
-                    args.variants)
+                    args.variants, args.train_precision)
         else:
             speed(args)
     print(f"total {time.perf_counter() - started:.0f} s")

@@ -453,7 +453,7 @@ def _weights_for(name: str, weights: Optional[Sequence[float]], count: int) -> N
 
 # ------------------------------------------------------------------------------------- training (issue 3)
 
-TRANSFORMER_ARCHS = ("standard", "slim", "slim-resize")
+TRANSFORMER_ARCHS = ("standard", "slim", "slim-resize", "slim-2x")
 #: Content is read from a shallow layer for the feed-forward network (Johnson et al. 2016: relu2_2).
 DEFAULT_TRAIN_CONTENT_LAYERS: Tuple[str, ...] = ("relu2_2",)
 

@@ -101,6 +101,7 @@ CASES: Dict[str, Dict[str, Callable[[], Dict[str, torch.Tensor]]]] = {
         "standard": _network("standard", (21, 27)),
         "slim": _network("slim", (36, 44)),
         "slim-resize": _network("slim-resize", (36, 44)),
+        "slim-2x": _network("slim-2x", (36, 44)),
     },
     "optimize": {
         "random": _stylize(4, backbone="random"),

@@ -64,3 +64,28 @@ def test_export_refuses_unknown_formats_and_clobbering(model_path, tmp_path):
         export(model_path, target)
     assert target.read_bytes() == b"keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("arch", ["slim-resize", "slim-2x"])
+def test_resize_head_networks_export_to_onnx_and_torchscript(arch, tmp_path):
+    """The resize heads (slim-2x's after its half-resolution stage) trace into both formats with the eager
+    model's numbers, at sizes that are not multiples of the network's 16 px."""
+    tf = new_transformer(arch, seed=2, device="cpu", precision="fp32")
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # untrained, the input skip makes it the identity: give the head a real change
+        w = tf.net.deconv3.conv2d.weight
+        w.copy_(torch.randn(w.shape, generator=gen) * 0.05)
+    path = tf.save(tmp_path / f"{arch}.pth")
+    x = torch.rand(1, 3, 37, 53)
+    eager = _eager(path, x)
+    assert float((eager - x).abs().mean()) > 0.01
+    session = ort.InferenceSession(str(export(path, tmp_path / f"{arch}.onnx")), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"image": x.numpy()})
+    assert y.shape == tuple(x.shape) and float(np.abs(y - eager.numpy()).max()) < TOL
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.load(str(export(path, tmp_path / f"{arch}.pt")))
+    with torch.no_grad():
+        assert float((scripted(x) - eager).abs().max()) < TOL

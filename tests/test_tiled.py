@@ -38,6 +38,18 @@ def test_tiled_equals_whole_for_a_tiny_standard_net():
     assert (tiled - whole).abs().max().item() < 1e-4
 
 
+def test_tiled_equals_whole_for_slim_2x():
+    """The final half-resolution stage and the 2x head are inside the halo: the tiled output is the whole one."""
+    model = new_transformer("slim-2x", seed=3, device="cpu", precision="fp32", res_blocks=1)
+    torch.nn.init.normal_(model.net.deconv3.conv2d.weight, std=0.1)
+    x = _image(80, 112, seed=4)
+    with torch.no_grad():
+        whole = model.net(x)
+    tiled = stylize_tiled(model.net, x, 32)
+    assert (whole - x).abs().mean() > 0.01
+    assert tiled.shape == whole.shape and (tiled - whole).abs().max().item() < 1e-4
+
+
 def test_model_stylize_tiled_matches_whole_and_has_no_seam():
     model = _slim()
     x = _image(100, 136, seed=2)

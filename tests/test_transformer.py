@@ -364,16 +364,18 @@ def test_resize_head_is_a_bilinear_resize_then_a_full_resolution_conv(r):
 @pytest.mark.parametrize("tiny", [False, True])
 def test_slim_resize_leaves_no_grid_where_the_shuffle_head_does(tiny):
     """Same layers, random last conv, a picture in: the change the shuffle head adds is a strong 4-px grid
-    (measured 0.28-0.34), the resize head's has none (measured 4e-5)."""
+    (measured 0.30-0.34), the resize heads' have none to speak of (slim-resize 4e-5-6e-5; slim-2x 0.004-0.006, from
+    the nearest 2x upsample of its final stage, as in standard's upsample stages; trained, its held-out pictures
+    score the inputs' own 0.0010: docs/benchmarks.md)."""
     x = load_image(make_image(96, 96, seed=3, kind="scene")).tensor
     scores = {}
-    for arch in ("slim", "slim-resize"):
+    for arch in ("slim", "slim-resize", "slim-2x"):
         net = not_identity(build_network(arch, seed=0, **(TINY if tiny else {}))).eval()
         with torch.no_grad():
             change = net(x) - x
-        scores[net.config.head] = metrics.grid_score((0.5 + 0.1 * change).clamp(0, 1))
-    assert scores["shuffle"] > 0.1
-    assert scores["resize"] < 0.01
+        scores[arch] = metrics.grid_score((0.5 + 0.1 * change).clamp(0, 1))
+    assert scores["slim"] > 0.1
+    assert scores["slim-resize"] < 0.01 and scores["slim-2x"] < 0.01
 
 
 def test_resize_head_checkpoints_round_trip_and_old_ones_keep_the_shuffle_head(tmp_path):
@@ -408,3 +410,92 @@ def test_resize_head_options_are_checked():
     with pytest.raises(InputError, match="kernel_out"):
         arch_config("slim", head="resize", kernel_out=5)
     assert macs_per_pixel(arch_config("slim", head="resize")) == macs_per_pixel(arch_config("slim", head="shuffle"))
+
+
+# ------------------------------------------------------------------ the final 2x stage (issue 9, arch slim-2x)
+
+
+def test_slim_2x_has_a_half_resolution_stage_and_a_2x_resize_head():
+    net = build_network("slim-2x", seed=0)
+    cfg = net.config
+    assert cfg.final_stage == 8 and cfg.head == "resize" and cfg.head_scale == 2 == net.head_scale
+    assert net.stage2x.conv2d.weight.shape == (8, 16, 3, 3) and net.in6.weight.shape == (8,)
+    assert isinstance(net.deconv3, ResizeConvHead) and net.deconv3.r == 2
+    assert net.deconv3.conv2d.weight.shape == (3, 8, 3, 3)  # a 3x3 conv at full resolution, folded at 1/2
+    assert net.multiple == 16 and net.min_size == 32  # the padding is the stem's, as for slim
+    x = torch.rand(1, 3, 40, 36)
+    with torch.no_grad():
+        assert torch.allclose(net(x), x, atol=1e-6)  # untrained: the identity, like slim
+        feats = {}
+        net.stage2x.register_forward_hook(lambda _m, _i, out: feats.setdefault("stage2x", out))
+        net.deconv3.register_forward_hook(lambda _m, _i, out: feats.setdefault("head", out))
+        net(torch.rand(1, 3, 64, 48))
+    assert feats["stage2x"].shape == (1, 8, 32, 24)  # half resolution
+    assert feats["head"].shape == (1, 12, 32, 24)  # 3 * 2^2 phases at 1/2, then the 2x pixel shuffle
+    # a few percent more multiply-adds than slim (the final stage costs more than the smaller head saves)
+    assert macs_per_pixel("slim") < macs_per_pixel("slim-2x") < 1.1 * macs_per_pixel("slim")
+
+
+def test_a_flat_input_gives_a_flat_output_only_without_a_shuffle_head():
+    """A constant picture keeps every feature map constant up to the head (each instance norm turns it into its
+    shift, given random values here so the features are not all zero): the resize heads turn it into a constant
+    output, slim's free per-phase weights into a 4-px pattern."""
+    flat = torch.full((1, 3, 48, 64), 0.3)
+    spread = {}
+    for arch in ("slim", "slim-resize", "slim-2x"):
+        net = not_identity(build_network(arch, seed=1)).eval()
+        gen = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, torch.nn.InstanceNorm2d):
+                    m.bias.copy_(torch.rand(m.bias.shape, generator=gen))
+            y = net(flat)
+        spread[arch] = float((y.amax(dim=(-2, -1)) - y.amin(dim=(-2, -1))).max())
+    assert spread["slim"] > 1e-2
+    assert spread["slim-resize"] < 1e-5 and spread["slim-2x"] < 1e-5
+
+
+def test_slim_2x_checkpoints_round_trip_and_old_ones_load_without_the_final_stage(tmp_path):
+    tf = new_transformer("slim-2x", seed=4, device="cpu", precision="fp32")
+    not_identity(tf.net)
+    path = tf.save(tmp_path / "f.pth")
+    back = load_transformer(path, device="cpu", precision="fp32")
+    assert back.config == tf.config == ARCHITECTURES["slim-2x"] and back.arch == "slim-2x"
+    x = torch.rand(1, 3, 37, 41)
+    assert torch.equal(back.stylize(x), tf.stylize(x))
+    assert (tf.stylize(x) - x).abs().mean() > 0.01  # a real change went through the round trip
+    with torch.no_grad():
+        assert (inference_network(tf.net)(x) - tf.net(x)).abs().max() < 1e-5  # the sub-pixel + folded form
+    # a checkpoint written before the field existed (every slim-resize one) rebuilds the network it was trained as
+    old = new_transformer("slim-resize", seed=3, device="cpu", precision="fp32")
+    not_identity(old.net)
+    ckpt = old.checkpoint()
+    ckpt["arch"] = {k: v for k, v in ckpt["arch"].items() if k != "final_stage"}
+    torch.save(ckpt, tmp_path / "old.pth")
+    loaded = load_transformer(tmp_path / "old.pth", device="cpu", precision="fp32")
+    assert loaded.config == ARCHITECTURES["slim-resize"] and loaded.config.final_stage == 0
+    assert not hasattr(loaded.net, "stage2x") and loaded.net.head_scale == 4
+    assert torch.equal(loaded.stylize(x), old.stylize(x))
+    # a slim-2x checkpoint whose arch lost the field does not silently load into the wrong layers
+    ckpt = tf.checkpoint()
+    ckpt["arch"] = {k: v for k, v in ckpt["arch"].items() if k != "final_stage"}
+    torch.save(ckpt, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError):
+        load_transformer(tmp_path / "bad.pth", device="cpu", precision="fp32")
+
+
+def test_final_stage_options_are_checked():
+    for bad in (-1, 2.5, True, "8", 4096):
+        with pytest.raises(InputError, match="final_stage"):
+            arch_config("slim", final_stage=bad)
+    with pytest.raises(InputError, match="even unshuffle"):
+        arch_config("slim", unshuffle=3, final_stage=8)
+    with pytest.raises(InputError, match="final_stage"):  # the 2x head would have nothing to resize
+        arch_config("slim-2x", unshuffle=2)
+    shuffle2x = build_network("slim", seed=0, final_stage=8)  # a shuffle head after the stage works too: 2x
+    assert shuffle2x.head_scale == 2 and shuffle2x.deconv3.conv2d.weight.shape == (12, 8, 3, 3)
+    x = torch.rand(1, 3, 33, 47)
+    with torch.no_grad():
+        assert not_identity(shuffle2x).eval()(x).shape == x.shape
+        plain = build_network("slim", seed=0, final_stage=8, unshuffle=2).eval()  # head at full resolution
+        assert plain.head_scale == 1 and plain(x).shape == x.shape

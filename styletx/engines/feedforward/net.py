@@ -1,6 +1,6 @@
 """The feed-forward style networks (Johnson et al. 2016): architectures, layers, building one.
 
-Three architectures, chosen by name:
+Four architectures, chosen by name:
 
 * ``standard``: 9x9 conv in, two stride-2 convs (32, 64, 128 channels), five residual blocks at 128 channels,
   two nearest-upsample-then-3x3-conv layers, 9x9 conv out; instance norm and reflection padding throughout.
@@ -12,6 +12,9 @@ Three architectures, chosen by name:
   and quality. Every output phase has its own weights in the last conv: a faint 4-px grid.
 * ``slim-resize``: ``slim`` with a resize head out (a bilinear 4x resize then a 5x5 conv to RGB, folded into a
   3x3 conv at 1/4 resolution + the 4x pixel shuffle: :class:`ResizeConvHead`): no grid, the same cost.
+* ``slim-2x``: ``slim-resize`` with one more upsample + 3x3 conv stage (8 channels at 1/2 resolution,
+  ``ArchConfig.final_stage``) before a 2x resize head (bilinear 2x + 3x3 conv, folded into a 3x3 conv to 12
+  channels at 1/2 + the 2x pixel shuffle): no grid, some freedom at half resolution.
 
 Every network takes (N, 3, H, W) float in [0, 1] and returns (N, 3, H, W) in about [0, 1] (unclamped, so
 training keeps its gradients); any H and W: the input is reflection-padded to a multiple of 4 x unshuffle (and
@@ -62,7 +65,10 @@ class ArchConfig:
     network's output is its input plus what the layers compute, with the last conv initialised to zero, so an
     untrained network is the identity and training only has to learn the change (checkpoints saved without
     the field load with it off). ``head``: how the last layer of a network at 1/``unshuffle`` resolution gets back
-    to full resolution (:data:`HEADS`; checkpoints saved without the field load with ``shuffle``, which they had)."""
+    to full resolution (:data:`HEADS`; checkpoints saved without the field load with ``shuffle``, which they had).
+    ``final_stage``: channels of one more nearest-upsample + 3x3 conv stage (instance norm, ReLU) after
+    ``deconv2``, at twice its resolution, so the head works at 1/(``unshuffle`` / 2) (:attr:`head_scale`); 0 (the
+    default, and what checkpoints saved without the field load with) is none."""
 
     name: str = "standard"
     channels: Tuple[int, int, int] = (32, 64, 128)
@@ -74,6 +80,12 @@ class ArchConfig:
     unshuffle: int = 1
     input_skip: bool = False
     head: str = "shuffle"
+    final_stage: int = 0
+
+    @property
+    def head_scale(self) -> int:
+        """The factor the head's pixel shuffle upsamples by: ``unshuffle``, halved by a final stage."""
+        return self.unshuffle // 2 if self.final_stage else self.unshuffle
 
     def validated(self) -> "ArchConfig":
         """Self after checking every field's type and range (caps: :data:`ARCH_LIMITS`), else InputError."""
@@ -96,11 +108,18 @@ class ArchConfig:
         vr = self.value_range
         if isinstance(vr, bool) or not isinstance(vr, (int, float)) or not 0 < vr <= ARCH_LIMITS["value_range"]:
             raise InputError(f"arch value_range: expected a number in (0, {ARCH_LIMITS['value_range']}], got {vr!r}")
+        fs = self.final_stage
+        if not _is_int(fs) or not 0 <= fs <= ARCH_LIMITS["channels"]:
+            raise InputError(f"arch final_stage: expected an integer in [0, {ARCH_LIMITS['channels']}] (0: none), "
+                             f"got {fs!r}")
+        if fs and self.unshuffle % 2:
+            raise InputError(f"arch final_stage: needs an even unshuffle, got unshuffle {self.unshuffle!r}")
         if self.head not in HEADS:
             raise InputError(f"arch head: expected one of {', '.join(HEADS)}, got {self.head!r}")
-        if self.head == "resize" and (self.unshuffle < 2 or self.kernel_out != 3):
-            raise InputError("arch head: 'resize' needs an unshuffle of at least 2 and kernel_out 3, got "
-                             f"unshuffle {self.unshuffle!r}, kernel_out {self.kernel_out!r}")
+        if self.head == "resize" and (self.head_scale < 2 or self.kernel_out != 3):
+            raise InputError("arch head: 'resize' needs an unshuffle of at least 2 (4 with a final stage) and "
+                             f"kernel_out 3, got unshuffle {self.unshuffle!r}, final_stage {fs!r}, "
+                             f"kernel_out {self.kernel_out!r}")
         for name in ("separable", "input_skip"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"arch {name}: expected true or false, got {getattr(self, name)!r}")
@@ -135,12 +154,17 @@ ARCHITECTURES: Dict[str, ArchConfig] = {
         "slim-resize", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
         input_skip=True, head="resize",
     ),
+    #: ``slim-resize`` with a final stage of 8 channels at 1/2 resolution and a 2x resize head (issue 9); not the
+    #: default: docs/benchmarks.md, 2026-12-03.
+    "slim-2x": ArchConfig(
+        "slim-2x", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
+        input_skip=True, head="resize", final_stage=8,
+    ),
 }
 
 
 def arch_config(arch: Union[str, ArchConfig], **overrides: Any) -> ArchConfig:
-    """The :class:`ArchConfig` of a named architecture (``standard``, ``slim``, ``slim-resize``), with options
-    overridden."""
+    """The :class:`ArchConfig` of a named architecture (:data:`ARCHITECTURES`), with options overridden."""
     if isinstance(arch, ArchConfig):
         base = arch
     else:
@@ -304,10 +328,18 @@ class TransformerNet(nn.Module):
         self.in4 = nn.InstanceNorm2d(c2, affine=True, eps=_EPS)
         self.deconv2 = UpsampleConvLayer(c2, c1, 3)
         self.in5 = nn.InstanceNorm2d(c1, affine=True, eps=_EPS)
-        if config.head == "resize" and config.unshuffle > 1:
-            self.deconv3: nn.Module = ResizeConvHead(c1, 3, config.unshuffle)
+        c_head = c1
+        if config.final_stage:
+            c_head = config.final_stage
+            self.stage2x = UpsampleConvLayer(c1, c_head, 3)
+            self.in6 = nn.InstanceNorm2d(c_head, affine=True, eps=_EPS)
+        #: the factor the head's pixel shuffle upsamples by (``unshuffle``, halved by a final stage)
+        self.head_scale = int(config.head_scale)
+        r = self.head_scale
+        if config.head == "resize" and r > 1:
+            self.deconv3: nn.Module = ResizeConvHead(c_head, 3, r)
         else:
-            self.deconv3 = ConvLayer(c1, 3 * r2, config.kernel_out)
+            self.deconv3 = ConvLayer(c_head, 3 * r * r, config.kernel_out)
         self.input_skip = bool(config.input_skip)
         if self.input_skip:  # start as the identity: output = input + 0
             nn.init.zeros_(self.deconv3.conv2d.weight)
@@ -333,9 +365,11 @@ class TransformerNet(nn.Module):
             y = block(y)
         y = F.relu(self.in4(self.deconv1(y)))
         y = F.relu(self.in5(self.deconv2(y)))
+        if self.config.final_stage:
+            y = F.relu(self.in6(self.stage2x(y)))
         y = self.deconv3(y)
-        if self.unshuffle > 1:
-            y = self.depth_to_space(y) if hasattr(self, "depth_to_space") else F.pixel_shuffle(y, self.unshuffle)
+        if self.head_scale > 1:
+            y = self.depth_to_space(y) if hasattr(self, "depth_to_space") else F.pixel_shuffle(y, self.head_scale)
         return y + x_in if self.input_skip else y
 
     def forward(self, x: Tensor) -> Tensor:
@@ -371,5 +405,10 @@ def macs_per_pixel(config: Union[str, ArchConfig]) -> float:
     per_conv = (9 * c3 + c3 * c3) if cfg.separable else 9 * c3 * c3
     m += 2 * cfg.res_blocks * per_conv / 16
     m += 9 * c3 * c2 / 4 + 9 * c2 * c1
-    m += cfg.kernel_out**2 * c1 * 3 * r2
+    c_head = c1
+    if cfg.final_stage:  # an upsample + 3x3 conv at 2x (as executed, 4x the positions of deconv2's input)
+        c_head = cfg.final_stage
+        m += 9 * c1 * c_head * 4
+    # the head: k x k (3x3 folded for resize) to 3 * s^2 channels at r2 / s^2 positions (s = head_scale)
+    m += cfg.kernel_out**2 * c_head * 3 * r2
     return float(m) / r2

@@ -97,8 +97,8 @@ def shuffle_as_convs(net: TransformerNet, *, depth_to_space: bool = False) -> Tr
     unshuffle ~4x slower than the conv); returns it."""
     if net.unshuffle > 1:
         net.space_to_depth = SpaceToDepthConv(3, net.unshuffle)
-        if depth_to_space:
-            net.depth_to_space = DepthToSpaceConv(3, net.unshuffle)
+        if depth_to_space and net.head_scale > 1:
+            net.depth_to_space = DepthToSpaceConv(3, net.head_scale)
     return net
 
 
@@ -128,8 +128,8 @@ def inference_network(net: TransformerNet) -> TransformerNet:
     """A copy of ``net`` for inference only: upsample-convs rewritten as sub-pixel convs (same output up to
     float rounding), no autograd state."""
     fast = copy.deepcopy(net).eval()
-    for name in ("deconv1", "deconv2"):
-        layer = getattr(fast, name)
+    for name in ("deconv1", "deconv2", "stage2x"):
+        layer = getattr(fast, name, None)
         if isinstance(layer, UpsampleConvLayer) and layer.conv2d.kernel_size == (3, 3):
             setattr(fast, name, SubPixelUpsampleConv(layer))
     fold_resize_head(fast)

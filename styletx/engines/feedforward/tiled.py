@@ -37,7 +37,11 @@ def receptive_halo(net: TransformerNet) -> int:
     r = net.unshuffle
     radius = (cfg.kernel_in // 2) * r + 1 * r + 2 * r  # conv1, conv2 (s2), conv3 (at 1/2)
     radius += cfg.res_blocks * 2 * 4 * r  # two 3x3 convs per block at 1/4
-    radius += 2 * r + 2 * r + 1 * r + (cfg.kernel_out // 2) * r  # upsample + conv at 1/2, at 1, conv out
+    radius += 2 * r + 2 * r + 1 * r  # upsample + conv at 1/2, at 1
+    s = net.head_scale
+    if cfg.final_stage:
+        radius += s  # upsample + conv at 2x (1/s of the input)
+    radius += (cfg.kernel_out // 2) * s  # conv out (a resize head: its folded 3x3)
     radius += 2 * net.multiple  # nearest-upsampling and stride rounding
     return int(math.ceil(radius / net.multiple) * net.multiple)
 
