@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import warnings
 
@@ -403,3 +404,42 @@ def test_seeded_backbone_features_match_the_stored_values(case):
     input: fails when a backbone's layers, its filters' initialisation or its seed handling change.
     atol 1e-4: fp32 on any CPU, only the kernels' summation order differs (measured <= 1.3e-6)."""
     golden.assert_matches(golden.compute("features", case), golden.load("features")[case], atol=1e-4, rtol=1e-5)
+
+
+def test_context_keeps_every_layer_at_the_size_it_has_without_it():
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_2", "relu5_1", "pool2"]
+    with_context = build_extractor("random", layers)
+    no_context = dataclasses.replace(ft.DEFAULT_RANDOM_CONFIG, context=0)
+    without = build_extractor("random", layers, random_config=no_context)
+    assert with_context.context == 16 and without.context == 0
+    for shape in [(1, 3, 171, 256), (1, 3, 16, 40), (2, 3, 97, 33)]:  # 16 px: too small to reflect 16 px
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            a, b = with_context(x), without(x)
+        assert all(a[n].shape == b[n].shape for n in layers)
+
+
+def test_context_sees_the_border_but_passes_no_gradient_through_it():
+    ex = build_extractor("random", ["relu1_1"])
+    x = torch.rand(1, 3, 40, 48, requires_grad=True)
+    out = ex(x)["relu1_1"]
+    # the edge responses differ from the no-context network's (they see reflected neighbours, not replicated)
+    no_context = dataclasses.replace(ft.DEFAULT_RANDOM_CONFIG, context=0)
+    plain = build_extractor("random", ["relu1_1"], random_config=no_context)
+    with torch.no_grad():
+        assert not torch.allclose(out[..., 0, :], plain(x)["relu1_1"][..., 0, :])
+        assert torch.allclose(out[..., 8:-8, 8:-8], plain(x)["relu1_1"][..., 8:-8, 8:-8], atol=1e-5)
+    # d(sum of one interior response) / dx: no pixel gets gradient through a padded copy of itself, so a
+    # response at the centre has the same gradient as without context
+    out[0, 0, 20, 24].backward()
+    xp = x.detach().clone().requires_grad_(True)
+    plain(xp)["relu1_1"][0, 0, 20, 24].backward()
+    assert torch.allclose(x.grad, xp.grad, atol=1e-6)
+    x.grad = None
+    ex(x)["relu1_1"][..., 0, :].sum().backward()
+    assert x.grad.abs().sum() > 0 and x.grad[..., 10:, :].abs().max() == 0  # only the rows it reaches
+
+
+def test_context_must_be_a_multiple_of_the_deepest_stride():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        ft.RandomNetConfig(context=8)

@@ -7,10 +7,12 @@ autocast: losses convert to fp32). Backbones (:mod:`.vgg`, :mod:`.random_net`) b
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ..errors import InputError
 
@@ -28,7 +30,9 @@ class FeatureExtractor(nn.Module):
 
     The network is a list of nodes evaluated in order; node ``i`` is ``(name, module, source)`` where
     ``source`` is the name of the node it reads (``"input"`` = the normalised image; "a+b" = two inputs). ``forward`` stops after
-    the deepest requested node and frees intermediates as soon as no later node reads them.
+    the deepest requested node and frees intermediates as soon as no later node reads them. ``context`` (px, a
+    multiple of 16): the image is seen with that much reflected border and every output cropped back to the
+    image's own positions (:meth:`_with_context`).
     """
 
     def __init__(
@@ -36,8 +40,13 @@ class FeatureExtractor(nn.Module):
         nodes: Sequence[Node],
         layers: Sequence[str],
         description: Dict[str, str],
+        *,
+        context: int = 0,
     ) -> None:
         super().__init__()
+        if context < 0 or context % 16:
+            raise ValueError("FeatureExtractor context: a multiple of 16 px (the deepest stride)")
+        self.context = int(context)
         names = [n for n, _, _ in nodes]
         self.node_names: Tuple[str, ...] = tuple(names)
         self.sources: Tuple[str, ...] = tuple(s for _, _, s in nodes)
@@ -67,6 +76,32 @@ class FeatureExtractor(nn.Module):
         """x: (N, 3, H, W) in [0, 1] -> {layer: (N, C, H', W')} for the requested layers only."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise InputError(f"feature extractor: expected an (N, 3, H, W) image tensor, got shape {tuple(x.shape)}")
+        if self.context:
+            return self._with_context(x)
+        return self._features(x)
+
+    def _with_context(self, x: Tensor) -> Dict[str, Tensor]:
+        """The features of ``x`` seen with ``context`` px of reflected border around it, cropped back to the
+        positions of ``x`` itself: no position the losses compare sits against the padding, so the edges of an
+        optimised image are pulled like its inside (without it the weight-free backbone drew a frame about 8 px
+        in: docs/backbones.md)."""
+        m = self.context
+        pad = (m, m, m, m)
+        mode = "reflect" if min(x.shape[-2:]) > m else "replicate"
+        # The border is a detached copy: no gradient flows back through it, so every pixel is pulled only at its
+        # own position. (Flowing back, a replicated edge pixel stands for m + 1 positions and the optimised
+        # image's outermost row went dark or bright; a reflected band of m px counts twice and drew a frame m px
+        # in: docs/backbones.md.)
+        border = F.pad(x.detach(), pad, mode=mode) - F.pad(x.detach(), pad)
+        padded = F.pad(x, pad) + border
+        out = self._features(padded)
+        for name, y in out.items():
+            stride = 2 ** round(math.log2(padded.shape[-2] / y.shape[-2]))
+            c = m // stride
+            out[name] = y[..., c:y.shape[-2] - c, c:y.shape[-1] - c]
+        return out
+
+    def _features(self, x: Tensor) -> Dict[str, Tensor]:
         values: Dict[str, Tensor] = {"input": (x - self.mean) / self.std}
         out: Dict[str, Tensor] = {}
         wanted = set(self.layers)

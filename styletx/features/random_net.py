@@ -43,6 +43,9 @@ class RandomNetConfig:
     default has 64 detectors at gain 4 in stage 1; :data:`CLASSIC_RANDOM_CONFIG` is the network without them
     (the default before 2026-12-03). Measured on the held-out pairs of benchmarks/weightfree_quality.py:
     docs/backbones.md.
+    ``context``: px of reflected border the network sees around the image, cropped from every feature map
+    (:class:`~styletx.features.extractor.FeatureExtractor`); 0 = none (the network before 2026-12-03, whose
+    results had a frame about 8 px in from the edges).
     """
 
     widths: Tuple[int, ...] = (96, 192, 256, 384, 384)
@@ -56,8 +59,11 @@ class RandomNetConfig:
     color_stages: int = 1
     color_gain: float = 4.0
     color_start: int = 1
+    context: int = 16
 
     def __post_init__(self) -> None:
+        if self.context < 0 or self.context % 16:
+            raise ValueError("RandomNetConfig.context: a multiple of 16 px")
         if len(self.widths) != 5:
             raise ValueError("RandomNetConfig.widths: five stages")
         if self.feed not in ("chain", "pyramid"):
@@ -68,8 +74,8 @@ class RandomNetConfig:
 
 DEFAULT_RANDOM_CONFIG = RandomNetConfig()
 #: The weight-free network before 2026-12-03: zero-mean filter banks only, no colour detectors (nearly blind to
-#: the style's palette: docs/backbones.md).
-CLASSIC_RANDOM_CONFIG = RandomNetConfig(color_channels=0, color_gain=1.0)
+#: the style's palette: docs/backbones.md), no context border.
+CLASSIC_RANDOM_CONFIG = RandomNetConfig(color_channels=0, color_gain=1.0, context=0)
 
 
 class CatConv(nn.Module):
@@ -253,7 +259,7 @@ def build_random(
     nodes = truncate(full, layers)
     desc = {"backbone": "random", "weights": f"random seed {seed}", "pooling": pooling,
             "config": ",".join(f"{k}={v}" for k, v in asdict(config).items())}
-    return FeatureExtractor(nodes, layers, desc)
+    return FeatureExtractor(nodes, layers, desc, context=config.context)
 
 
 def random_layer_names() -> Tuple[str, ...]:
