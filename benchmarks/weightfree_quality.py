@@ -27,6 +27,7 @@ Candidates:
     python benchmarks/weightfree_quality.py --set heldout                     # naive vs default, 240 px, 150 steps
     python benchmarks/weightfree_quality.py --set tune --size 160 --steps 80 --candidates default "x:style_weight=1000"
     python benchmarks/weightfree_quality.py --set heldout --out /tmp/wf       # also the result PNGs
+    python benchmarks/weightfree_quality.py --cost                            # a step's time, old vs new network
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 import styletx  # noqa: E402
 from styletx import metrics  # noqa: E402
 from styletx.engines.optimize import optimize_image  # noqa: E402
-from styletx.features import DEFAULT_RANDOM_CONFIG, RandomNetConfig, build_extractor  # noqa: E402
+from styletx.features import CLASSIC_RANDOM_CONFIG, DEFAULT_RANDOM_CONFIG, RandomNetConfig, build_extractor  # noqa: E402
 from styletx.io.image import load_image  # noqa: E402
 from styletx.options import StylizeOptions  # noqa: E402
 from styletx.tensors import resize_longest, to_pil  # noqa: E402
@@ -323,6 +324,36 @@ def run_candidate(cand: str, content: torch.Tensor, style: torch.Tensor, size: i
     return optimize_image(content, [style], extractor, opts)[0]
 
 
+def step_cost(rounds: int = 7) -> None:
+    """Forward + backward time of the default content + style layers: the network before 2026-12-03, the default
+    without its context border, and the default; interleaved, one thread, ratios to the first (median)."""
+    import statistics
+
+    torch.set_num_threads(1)
+    style = StylizeOptions().style_layers
+    nets = {
+        "before (no colour, relu4_2)": (CLASSIC_RANDOM_CONFIG, ("relu4_2",)),
+        "default without context": (replace(DEFAULT_RANDOM_CONFIG, context=0), None),
+        "default": (DEFAULT_RANDOM_CONFIG, None),
+    }
+    extractors = {}
+    for name, (config, content) in nets.items():
+        layers = StylizeOptions(content_layers=content).for_backbone("random").content_layers + tuple(style)
+        extractors[name] = build_extractor("random", tuple(dict.fromkeys(layers)), random_config=config).to(
+            memory_format=torch.channels_last)
+    for hw in ((171, 256), (341, 512)):
+        x = torch.rand(1, 3, *hw).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        times: Dict[str, List[float]] = {name: [] for name in nets}
+        for _ in range(rounds):
+            for name, ex in extractors.items():
+                t0 = time.perf_counter()
+                sum(f.float().pow(2).mean() for f in ex(x).values()).backward()
+                times[name].append(time.perf_counter() - t0)
+        ref = statistics.median(times[next(iter(nets))])
+        print(f"{hw[1]}x{hw[0]} px (reference {ref:.3f} s): "
+              + ", ".join(f"{n} {statistics.median(t) / ref:.2f}x" for n, t in times.items()))
+
+
 def main(argv: Sequence[str] = ()) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", choices=("tune", "heldout"), default="heldout")
@@ -331,7 +362,11 @@ def main(argv: Sequence[str] = ()) -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--pairs", type=int, default=4, help="the first N pairs of the set")
     ap.add_argument("--out", type=Path, default=None, help="folder for result PNGs and results.jsonl")
+    ap.add_argument("--cost", action="store_true", help="only time a step of the network, old against new")
     args = ap.parse_args(list(argv) or None)
+    if args.cost:
+        step_cost()
+        return
 
     chosen = pair_sets()[args.set][: args.pairs]
     loaded = [(cn, load_image(cf()).tensor, sn, load_image(sf()).tensor) for cn, cf, sn, sf in chosen]

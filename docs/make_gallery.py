@@ -211,7 +211,9 @@ def write_markdown(rows: list) -> None:
         "",
         "The `-slim` entries come from a feed-forward `slim` transformer trained here for only a few minutes on",
         "the CPU (a real training runs thousands of steps, on a GPU): expect less style than the optimisation",
-        "results and a faint 4-pixel grid, a known artefact of `slim` (see [transformer.md](transformer.md)).",
+        "results, and a strong 4-pixel plaid over the whole picture: `slim`'s pixel-shuffle head gives every",
+        "output phase its own weights. `slim-2x` and `slim-resize` have no grid (see [transformer.md](transformer.md));",
+        "these two pictures were made before they existed and with the weight-free network of their day.",
         "",
     ]
     lines += comparison_section()
@@ -254,7 +256,14 @@ def write_markdown(rows: list) -> None:
 
 
 #: What the comparison pictures show, written by whoever last looked at them (keep it true when they change).
-COMPARISON_NOTES = """TO BE WRITTEN AFTER LOOKING"""
+COMPARISON_NOTES = """What we see (looked at 2x, 2026-12-03). Cat x swirls: the old default covers the cat in a flat grey-blue
+with the style's yellow only in the eyes and on the nose, and draws a light rectangle about 8 px in from the edges
+(a frame all round); the new default takes the blue and the yellow of the swirls all over (yellow strokes in the
+fur, around the eyes, in the whiskers) and has no frame; its outermost row or two are slightly brighter at the
+top. Neither draws the style's long swirling strokes: both make short strokes that follow the cat's fur.
+Astronaut x mosaic: both are recognisable and take the mosaic's colours as patches; the new default keeps the
+face, the badge, the helmet and the shuttle crisper, with dark outlines along the photo's edges, and its patches
+are less washed out; neither draws the style's dark cell borders as a network of lines."""
 
 
 def comparison_section() -> list:
