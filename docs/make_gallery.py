@@ -7,7 +7,8 @@ is written beside it: without ImageNet VGG19 weights, `auto` falls back to the w
 ``--transformer`` (about 10 minutes on 2 cores) also trains a feed-forward transformer (TRANSFORMER below) on
 photos bundled with scikit-image (not the two shown, which stay unseen) and adds its results.
 ``--only NAME ...`` regenerates some entries and keeps the others from docs/gallery/gallery.json
-(``--transformer --only`` with no names: the transformer entries alone).
+(``--transformer --only`` with no names: the transformer entries alone). A run without ``--only`` also makes the
+old-vs-new weight-free default comparison (``--compare``: that alone); ``--markdown`` only rewrites gallery.md.
 """
 
 from __future__ import annotations
@@ -169,17 +170,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", help="names of entries to regenerate (the others are kept)")
     parser.add_argument("--transformer", action="store_true", help="also train and show a transformer (slow)")
+    parser.add_argument("--markdown", action="store_true", help="only rewrite docs/gallery.md from the stored runs")
     parser.add_argument("--compare", action="store_true",
                         help="only the old-vs-new default comparison (a full run without --only makes it too)")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
-    compared = OUT / "compare.json"
-    if args.compare or args.only is None:
-        compared.write_text(json.dumps(comparison_rows(), indent=1, sort_keys=True))
-    if args.compare:
-        write_markdown(json.loads((OUT / "gallery.json").read_text()))
-        return
     index = OUT / "gallery.json"
+    if args.markdown:
+        write_markdown(json.loads(index.read_text()))
+        return
+    if args.compare or args.only is None:
+        (OUT / "compare.json").write_text(json.dumps(comparison_rows(), indent=1, sort_keys=True))
+    if args.compare:
+        write_markdown(json.loads(index.read_text()))
+        return
     old = json.loads(index.read_text()) if index.exists() else []
     new = [] if args.transformer and args.only == [] else optimisation_rows(args.only)
     if args.transformer:
@@ -275,7 +279,8 @@ def comparison_section() -> list:
         "## The weight-free default, old and new",
         "",
         "Issue 9 (2026-12-03): the weight-free default now has 64 colour detectors beside its first filter bank,",
-        "compares content at relu1_2 as well as relu4_2, and its L-BFGS takes back steps that raise the loss.",
+        "compares content at relu1_1 as well as relu4_2, sees 16 px of (detached, reflected) border around the",
+        "image, and its L-BFGS takes back steps that raise the loss.",
         "*Old default*: the network without colour detectors and relu4_2 alone (the default before), run by",
         "today's engine; *new default*: `styletx run` today. Same settings for both (`--size 256 --iterations 100",
         "--seed 0 --backbone random`). Measured quality on pairs not used to design it: [backbones.md](backbones.md).",
