@@ -95,10 +95,11 @@ class FeatureExtractor(nn.Module):
         border = F.pad(x.detach(), pad, mode=mode) - F.pad(x.detach(), pad)
         padded = F.pad(x, pad) + border
         out = self._features(padded)
+        h, w = x.shape[-2:]
         for name, y in out.items():
             stride = 2 ** round(math.log2(padded.shape[-2] / y.shape[-2]))
-            c = m // stride
-            out[name] = y[..., c:y.shape[-2] - c, c:y.shape[-1] - c]
+            c = m // stride  # exact for strides up to m; a coarser map (pool5) keeps its first cells
+            out[name] = y[..., c:c + h // stride, c:c + w // stride]
         return out
 
     def _features(self, x: Tensor) -> Dict[str, Tensor]:
