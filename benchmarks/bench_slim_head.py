@@ -29,12 +29,16 @@ from styletx.engines.feedforward.net import ARCHITECTURES, build_network  # noqa
 
 
 def parse_variant(spec: str) -> Tuple[str, Dict[str, Any]]:
-    """``"slim-2x"`` or ``"slim-2x:final_stage=16,channels=24/32/64"`` -> (architecture name, integer options)."""
+    """``"slim-2x"`` or ``"slim-2x:final_stage=16,channels=24/32/64,final_norm=false"`` -> (architecture name,
+    options: integers, tuples of them, ``true`` / ``false``)."""
     name, _, rest = spec.partition(":")
     options: Dict[str, Any] = {}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
-        options[key] = tuple(int(v) for v in value.split("/")) if "/" in value else int(value)
+        if value.lower() in ("true", "false"):
+            options[key] = value.lower() == "true"
+        else:
+            options[key] = tuple(int(v) for v in value.split("/")) if "/" in value else int(value)
     return name, options
 
 

@@ -30,8 +30,8 @@ from ...atomic import atomic_path, one_line
 from ...errors import InputError, StyletxWarning
 from ...options import BACKENDS
 from . import winograd_net
-from .net import TransformerNet
-from .rewrites import fold_resize_head, inference_network, shuffle_as_convs
+from .net import TransformerNet, UpsampleConvLayer
+from .rewrites import SubPixelUpsampleConv3, fold_resize_head, inference_network, shuffle_as_convs
 
 __all__ = [
     "BACKENDS",
@@ -171,8 +171,11 @@ class _ScaledBody(nn.Module):
 
 
 def _frozen_copy(net: TransformerNet) -> TransformerNet:
-    """A CPU fp32 eval copy of ``net`` without autograd state (for tracing; a ``resize`` head folded once)."""
+    """A CPU fp32 eval copy of ``net`` without autograd state (for tracing; a ``resize`` head folded once, a final
+    stage as one low-resolution conv + pixel shuffle: :class:`SubPixelUpsampleConv3`)."""
     c = fold_resize_head(copy.deepcopy(net).float().cpu().eval())
+    if isinstance(getattr(c, "stage2x", None), UpsampleConvLayer) and c.stage2x.conv2d.kernel_size == (3, 3):
+        c.stage2x = SubPixelUpsampleConv3(c.stage2x)  # no Resize and no pad at 1/2 resolution in the graph
     for p in c.parameters():
         p.requires_grad_(False)
     return c
@@ -181,7 +184,7 @@ def _frozen_copy(net: TransformerNet) -> TransformerNet:
 def _graph_key(net: TransformerNet) -> str:
     """sha256 (first 20 hex digits) of what the exported graph depends on: weights, architecture, torch version."""
     h = hashlib.sha256()
-    h.update(json.dumps({"arch": net.config.as_dict(), "torch": torch.__version__, "graph": 2},
+    h.update(json.dumps({"arch": net.config.as_dict(), "torch": torch.__version__, "graph": 3},
                         sort_keys=True).encode())
     for name, v in sorted(net.state_dict().items()):
         h.update(name.encode())

@@ -12,7 +12,7 @@ Four architectures, chosen by name:
   and quality. Every output phase has its own weights in the last conv: a faint 4-px grid.
 * ``slim-resize``: ``slim`` with a resize head out (a bilinear 4x resize then a 5x5 conv to RGB, folded into a
   3x3 conv at 1/4 resolution + the 4x pixel shuffle: :class:`ResizeConvHead`): no grid, the same cost.
-* ``slim-2x``: ``slim-resize`` with one more upsample + 3x3 conv stage (8 channels at 1/2 resolution,
+* ``slim-2x``: ``slim-resize`` with one more upsample + 3x3 conv stage (4 channels at 1/2 resolution,
   ``ArchConfig.final_stage``) before a 2x resize head (bilinear 2x + 3x3 conv, folded into a 3x3 conv to 12
   channels at 1/2 + the 2x pixel shuffle): no grid, some freedom at half resolution.
 
@@ -68,7 +68,9 @@ class ArchConfig:
     to full resolution (:data:`HEADS`; checkpoints saved without the field load with ``shuffle``, which they had).
     ``final_stage``: channels of one more nearest-upsample + 3x3 conv stage (instance norm, ReLU) after
     ``deconv2``, at twice its resolution, so the head works at 1/(``unshuffle`` / 2) (:attr:`head_scale`); 0 (the
-    default, and what checkpoints saved without the field load with) is none."""
+    default, and what checkpoints saved without the field load with) is none. ``final_norm``: whether that stage
+    has its instance norm (``in6``; default true, what checkpoints saved without the field load with); false: conv
+    + ReLU only (instance norm at 1/2 resolution is memory-bound)."""
 
     name: str = "standard"
     channels: Tuple[int, int, int] = (32, 64, 128)
@@ -81,6 +83,7 @@ class ArchConfig:
     input_skip: bool = False
     head: str = "shuffle"
     final_stage: int = 0
+    final_norm: bool = True
 
     @property
     def head_scale(self) -> int:
@@ -120,7 +123,7 @@ class ArchConfig:
             raise InputError("arch head: 'resize' needs an unshuffle of at least 2 (4 with a final stage) and "
                              f"kernel_out 3, got unshuffle {self.unshuffle!r}, final_stage {fs!r}, "
                              f"kernel_out {self.kernel_out!r}")
-        for name in ("separable", "input_skip"):
+        for name in ("separable", "input_skip", "final_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"arch {name}: expected true or false, got {getattr(self, name)!r}")
         return self
@@ -154,11 +157,12 @@ ARCHITECTURES: Dict[str, ArchConfig] = {
         "slim-resize", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
         input_skip=True, head="resize",
     ),
-    #: ``slim-resize`` with a final stage of 8 channels at 1/2 resolution and a 2x resize head (issue 9); not the
+    #: ``slim-resize`` with a final stage of 4 channels at 1/2 resolution (instance norm) and a 2x resize head
+    #: (issue 9; 8 channels before 2026-12-03's third attempt: over the speed bar in ONNX Runtime); not the
     #: default: docs/benchmarks.md, 2026-12-03.
     "slim-2x": ArchConfig(
         "slim-2x", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
-        input_skip=True, head="resize", final_stage=8,
+        input_skip=True, head="resize", final_stage=4,
     ),
 }
 
@@ -332,7 +336,8 @@ class TransformerNet(nn.Module):
         if config.final_stage:
             c_head = config.final_stage
             self.stage2x = UpsampleConvLayer(c1, c_head, 3)
-            self.in6 = nn.InstanceNorm2d(c_head, affine=True, eps=_EPS)
+            if config.final_norm:
+                self.in6 = nn.InstanceNorm2d(c_head, affine=True, eps=_EPS)
         #: the factor the head's pixel shuffle upsamples by (``unshuffle``, halved by a final stage)
         self.head_scale = int(config.head_scale)
         r = self.head_scale
@@ -366,7 +371,8 @@ class TransformerNet(nn.Module):
         y = F.relu(self.in4(self.deconv1(y)))
         y = F.relu(self.in5(self.deconv2(y)))
         if self.config.final_stage:
-            y = F.relu(self.in6(self.stage2x(y)))
+            y = self.stage2x(y)
+            y = F.relu(self.in6(y) if self.config.final_norm else y)
         y = self.deconv3(y)
         if self.head_scale > 1:
             y = self.depth_to_space(y) if hasattr(self, "depth_to_space") else F.pixel_shuffle(y, self.head_scale)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .net import ConvLayer, ResizeConvHead, TransformerNet, UpsampleConvLayer
 from .winograd import upsample_conv_kernel
 
-__all__ = ["SubPixelUpsampleConv", "folded_head", "fold_resize_head", "SpaceToDepthConv", "DepthToSpaceConv",
+__all__ = ["SubPixelUpsampleConv", "SubPixelUpsampleConv3", "folded_head", "fold_resize_head", "SpaceToDepthConv", "DepthToSpaceConv",
            "shuffle_as_convs", "inference_network"]
 
 
@@ -53,6 +53,28 @@ class SubPixelUpsampleConv(nn.Module):
         n, c = phases[0].shape[:2]
         y = torch.stack(phases, dim=2).reshape(n, c * 4, h, w)
         return F.pixel_shuffle(y, 2)
+
+
+class SubPixelUpsampleConv3(nn.Module):
+    """:class:`SubPixelUpsampleConv` as one 3x3 conv (to 4 x Cout channels, each phase's 2x2 taps in its corner of
+    the window, zeros elsewhere) of the replicate-padded low-resolution input, then a 2x pixel shuffle: the same
+    numbers, 36 instead of 16 taps but one conv op (ONNX Runtime: no Resize and no pad at 2x)."""
+
+    def __init__(self, layer: UpsampleConvLayer) -> None:
+        super().__init__()
+        w = layer.conv2d.weight.detach()
+        if w.shape[-1] != 3 or w.shape[-2] != 3:
+            raise ValueError("SubPixelUpsampleConv3 needs a 3x3 kernel")
+        folded = upsample_conv_kernel(w).reshape(2, 2, *w.shape)  # (a, b, Cout, Cin, 3, 3)
+        k = folded.permute(2, 0, 1, 3, 4, 5).reshape(-1, *w.shape[1:])  # channel c * 4 + a * 2 + b
+        self.conv2d = nn.Conv2d(w.shape[1], k.shape[0], 3, bias=layer.conv2d.bias is not None)
+        with torch.no_grad():
+            self.conv2d.weight.copy_(k)
+            if layer.conv2d.bias is not None:
+                self.conv2d.bias.copy_(layer.conv2d.bias.detach().repeat_interleave(4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pixel_shuffle(self.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate")), 2)
 
 
 def _one_hot_shuffle_weight(channels: int, r: int) -> Tensor:
