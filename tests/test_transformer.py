@@ -395,6 +395,17 @@ def test_slim_resize_leaves_no_grid_where_the_shuffle_head_does(tiny):
     assert scores["slim-resize"] < 0.01 and scores["slim-2x"] < 0.01
 
 
+def _saved_without(arch: str, field: str, tmp_path):
+    """A seeded ``arch`` model and the same checkpoint loaded back with ``field`` removed from its architecture,
+    as checkpoints written before the field existed are."""
+    old = new_transformer(arch, seed=3, device="cpu", precision="fp32")
+    not_identity(old.net)
+    ckpt = old.checkpoint()
+    ckpt["arch"] = {k: v for k, v in ckpt["arch"].items() if k != field}
+    torch.save(ckpt, tmp_path / "old.pth")
+    return old, load_transformer(tmp_path / "old.pth", device="cpu", precision="fp32")
+
+
 def test_resize_head_checkpoints_round_trip_and_old_ones_keep_the_shuffle_head(tmp_path):
     tf = new_transformer("slim-resize", seed=2, device="cpu", precision="fp32")
     assert tf.config.head == "resize" and tf.net.deconv3.conv2d.weight.shape == (3, 16, 5, 5)
@@ -408,12 +419,7 @@ def test_resize_head_checkpoints_round_trip_and_old_ones_keep_the_shuffle_head(t
     with torch.no_grad():
         assert (inference_network(tf.net)(x) - tf.net(x)).abs().max() < 1e-5
     # a checkpoint written before the field existed rebuilds the shuffle head it was trained with
-    old = new_transformer("slim", seed=3, device="cpu", precision="fp32")
-    not_identity(old.net)
-    ckpt = old.checkpoint()
-    ckpt["arch"] = {k: v for k, v in ckpt["arch"].items() if k != "head"}
-    torch.save(ckpt, tmp_path / "old.pth")
-    loaded = load_transformer(tmp_path / "old.pth", device="cpu", precision="fp32")
+    old, loaded = _saved_without("slim", "head", tmp_path)
     assert loaded.config.head == "shuffle" and loaded.net.deconv3.conv2d.weight.shape == (48, 16, 3, 3)
     assert loaded.config == ARCHITECTURES["slim"]
     assert torch.equal(loaded.stylize(x), old.stylize(x))
@@ -491,12 +497,7 @@ def test_slim_2x_checkpoints_round_trip_and_old_ones_load_without_the_final_stag
     with torch.no_grad():
         assert (inference_network(tf.net)(x) - tf.net(x)).abs().max() < 1e-5  # the sub-pixel + folded form
     # a checkpoint written before the field existed (every slim-resize one) rebuilds the network it was trained as
-    old = new_transformer("slim-resize", seed=3, device="cpu", precision="fp32")
-    not_identity(old.net)
-    ckpt = old.checkpoint()
-    ckpt["arch"] = {k: v for k, v in ckpt["arch"].items() if k != "final_stage"}
-    torch.save(ckpt, tmp_path / "old.pth")
-    loaded = load_transformer(tmp_path / "old.pth", device="cpu", precision="fp32")
+    old, loaded = _saved_without("slim-resize", "final_stage", tmp_path)
     assert loaded.config == ARCHITECTURES["slim-resize"] and loaded.config.final_stage == 0
     assert not hasattr(loaded.net, "stage2x") and loaded.net.head_scale == 4
     assert torch.equal(loaded.stylize(x), old.stylize(x))
