@@ -59,7 +59,7 @@ from styletx.engines.feedforward.net import ARCHITECTURES, ArchConfig, build_net
 from styletx.features import extractor_for  # noqa: E402
 from styletx.io.image import load_image  # noqa: E402
 from styletx.losses import gram_matrix, normalised_layer_weights, target_scaled_weights, total_loss  # noqa: E402
-from styletx.options import TrainOptions  # noqa: E402
+from styletx.options import TrainOptions, feature_layers  # noqa: E402
 from styletx.runtime import retain_freed_memory  # noqa: E402
 from styletx.tensors import resize_longest  # noqa: E402
 
@@ -315,8 +315,7 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
     style_t = load_image(style_path).tensor
 
     opts = TrainOptions()
-    layers = tuple(dict.fromkeys(tuple(opts.content_layers) + tuple(opts.style_layers)))
-    extractor = extractor_for("random", None, layers, seed=0, device="cpu").eval()
+    extractor = extractor_for("random", None, feature_layers(opts.content_layers, opts.style_layers), seed=0, device="cpu").eval()
     with torch.no_grad():
         sf = extractor(resize_longest(style_t, size).clamp(0, 1))
         grams = {k: gram_matrix(sf[k]).float() for k in opts.style_layers}

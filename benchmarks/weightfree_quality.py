@@ -317,8 +317,7 @@ def run_candidate(cand: str, content: torch.Tensor, style: torch.Tensor, size: i
     opts = StylizeOptions(**kwargs).validated()
     if opts.backbone != "random":
         raise SystemExit(f"candidate {cand!r}: random.* fields need backbone=random")
-    layers = tuple(dict.fromkeys(tuple(opts.content_layers) + tuple(opts.style_layers)))
-    extractor = build_extractor("random", layers, pooling=opts.pooling, seed=opts.seed,
+    extractor = build_extractor("random", opts.layers_for("random"), pooling=opts.pooling, seed=opts.seed,
                                 random_config=replace(DEFAULT_RANDOM_CONFIG, **net_changes))
     extractor = extractor.to(memory_format=torch.channels_last)
     return optimize_image(content, [style], extractor, opts)[0]
@@ -330,7 +329,6 @@ def step_cost(rounds: int = 7) -> None:
     import statistics
 
     torch.set_num_threads(1)
-    style = StylizeOptions().style_layers
     nets = {
         "before (no colour, relu4_2)": (CLASSIC_RANDOM_CONFIG, ("relu4_2",)),
         "default without context": (replace(DEFAULT_RANDOM_CONFIG, context=0), None),
@@ -338,9 +336,8 @@ def step_cost(rounds: int = 7) -> None:
     }
     extractors = {}
     for name, (config, content) in nets.items():
-        layers = StylizeOptions(content_layers=content).for_backbone("random").content_layers + tuple(style)
-        extractors[name] = build_extractor("random", tuple(dict.fromkeys(layers)), random_config=config).to(
-            memory_format=torch.channels_last)
+        layers = StylizeOptions(content_layers=content).layers_for("random")
+        extractors[name] = build_extractor("random", layers, random_config=config).to(memory_format=torch.channels_last)
     for hw in ((171, 256), (341, 512)):
         x = torch.rand(1, 3, *hw).contiguous(memory_format=torch.channels_last).requires_grad_(True)
         times: Dict[str, List[float]] = {name: [] for name in nets}

@@ -107,8 +107,7 @@ def _classic_default(content: Path, style: Path) -> Image.Image:
     """The weight-free default before 2026-12-03: the network without colour detectors and relu4_2 as the only
     content layer, run by today's engine with the gallery's settings."""
     opts = StylizeOptions(**BASE, backbone="random", content_layers=("relu4_2",)).validated()
-    layers = tuple(dict.fromkeys(opts.content_layers + opts.style_layers))
-    extractor = build_extractor("random", layers, seed=opts.seed, random_config=CLASSIC_RANDOM_CONFIG)
+    extractor = build_extractor("random", opts.layers_for("random"), seed=opts.seed, random_config=CLASSIC_RANDOM_CONFIG)
     image, _ = optimize_image(load_image(content).tensor, [load_image(style).tensor],
                               extractor.to(memory_format=torch.channels_last), opts)
     return to_pil(image)

@@ -78,13 +78,9 @@ class StylizeResult:
 
 def prepare_extractor(options: StylizeOptions, device: torch.device) -> torch.nn.Module:
     """The feature extractor for the options' backbone, weights and layers (content, by default the resolved
-    backbone's: :meth:`StylizeOptions.for_backbone`, and style)."""
-    def layers(backbone: str) -> Sequence[str]:
-        content = options.for_backbone(backbone).content_layers or ()
-        return tuple(dict.fromkeys(tuple(content) + tuple(options.style_layers)))
-
-    return extractor_for(options.backbone, options.weights, layers, pooling=options.pooling, seed=options.seed,
-                         device=device)
+    backbone's, and style: :meth:`StylizeOptions.layers_for`)."""
+    return extractor_for(options.backbone, options.weights, options.layers_for, pooling=options.pooling,
+                         seed=options.seed, device=device)
 
 
 def _as_list(style: Any) -> List[Any]:

@@ -53,6 +53,11 @@ MIN_OPTIMIZE_TILE = 64
 _LAYER = re.compile(r"^(conv|relu|pool)(\d+)(?:_(\d+))?$")
 
 
+def feature_layers(content_layers: Sequence[str], style_layers: Sequence[str]) -> Tuple[str, ...]:
+    """The layers a backbone must compute: the content layers, then the style layers, each once."""
+    return tuple(dict.fromkeys(tuple(content_layers) + tuple(style_layers)))
+
+
 def min_side(layers: Sequence[str]) -> int:
     """The smallest image side (pixels, each of height and width) on which every one of ``layers`` can be
     computed: each pooling before a layer halves the image, so ``relu<b>_<i>``/``conv<b>_<i>`` need 2**(b-1) px
@@ -205,6 +210,11 @@ class StylizeOptions:
         if self.content_layers is not None:
             return self
         return replace(self, content_layers=DEFAULT_CONTENT_LAYERS.get(backbone, DEFAULT_CONTENT_LAYERS["vgg19"]))
+
+    def layers_for(self, backbone: str) -> Tuple[str, ...]:
+        """The layers ``backbone`` must compute for these options (:meth:`for_backbone`, :func:`feature_layers`)."""
+        resolved = self.for_backbone(backbone)
+        return feature_layers(resolved.content_layers or (), resolved.style_layers)
 
     def validated(self) -> "StylizeOptions":
         """Return self after checking every value; raises InputError naming the first bad option."""

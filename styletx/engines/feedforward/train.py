@@ -21,7 +21,7 @@ from ... import device as devices, memory
 from ...errors import CheckpointError, InputError
 from ...features import extractor_for
 from ...losses import gram_matrix, normalised_layer_weights, target_scaled_weights, total_loss
-from ...options import TrainOptions, as_plain_dict, names_only
+from ...options import TrainOptions, as_plain_dict, feature_layers, names_only
 from ...tensors import resize_longest
 from . import checkpoint as ckpt
 from .model import FeedForwardModel
@@ -115,7 +115,7 @@ def train_network(
     """
     resume = Path(opts.resume) if opts.resume else None
     device = devices.pick_device(opts.device)
-    layers = tuple(dict.fromkeys(tuple(opts.content_layers) + tuple(opts.style_layers)))
+    layers = feature_layers(opts.content_layers, opts.style_layers)
     extractor = extractor_for(opts.backbone, opts.weights, layers, pooling=opts.pooling, seed=opts.seed,
                               device=device)
     with torch.random.fork_rng(devices=[]):

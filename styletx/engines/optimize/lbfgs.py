@@ -62,7 +62,9 @@ class SafeguardedLBFGS(torch.optim.Optimizer):
         x = self._param
         grad = x.grad
         previous = self._point
-        if previous is not None and not self._acceptable(loss, grad, previous):
+        if not self._acceptable(loss, grad, previous):
+            if previous is None:
+                return loss_t  # a non-finite start: nothing to go back to (the engine restores its best image)
             self.rejected += 1
             self._rejects_in_a_row += 1
             if self._rejects_in_a_row <= MAX_REJECTS:
@@ -75,8 +77,6 @@ class SafeguardedLBFGS(torch.optim.Optimizer):
             x.copy_(previous["x"])
             self._propose(x, previous["f"], previous["g"], first=True)
             return loss_t
-        if previous is None and not self._acceptable(loss, grad, None):
-            return loss_t  # a non-finite start: nothing to go back to (the engine restores its best image)
         self._rejects_in_a_row = 0
         flat_grad = grad.detach().reshape(-1).clone()
         if previous is not None:
@@ -124,7 +124,7 @@ class SafeguardedLBFGS(torch.optim.Optimizer):
     def _propose(self, x: Tensor, loss: float, flat_grad: Tensor, *, first: bool) -> None:
         """Remember the accepted point and move ``x`` along the next direction."""
         lr = self.param_groups[0]["lr"]
-        d = self._direction(flat_grad) if self._dirs and not first else flat_grad.neg()
+        d = self._direction(flat_grad) if self._dirs else flat_grad.neg()
         gtd = float(flat_grad.dot(d))
         if not gtd < 0:  # not a descent direction (a stale history): start again from the gradient
             self._dirs.clear()
@@ -133,7 +133,7 @@ class SafeguardedLBFGS(torch.optim.Optimizer):
             gtd = float(flat_grad.dot(d))
         if self._dirs:
             t = lr
-        elif first or self._point is None:  # a gradient step of at most unit L1 length, as torch's LBFGS starts
+        elif first:  # a gradient step of at most unit L1 length, as torch's LBFGS starts
             t = min(1.0, 1.0 / max(float(flat_grad.abs().sum()), 1e-30)) * lr
         else:  # still no curvature pair (the loss curves down here): longer gradient steps, up to lr
             t = min(self._point["t"] * 4, lr)
