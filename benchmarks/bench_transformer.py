@@ -304,7 +304,8 @@ def _style(size: int):
 
 
 def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
-            labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize"), precision: str = "auto") -> None:
+            labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize"), precision: str = "auto",
+            learning_rate: float = 1e-3) -> None:
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     for i in range(24):
@@ -336,7 +337,7 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
             t0 = time.perf_counter()
             res = styletx.train(style_path, data, workdir / f"{label}.pth", arch=arch, steps=steps, size=size,
                                 batch_size=batch, backbone="random", seed=0, checkpoint_every=0, overwrite=True,
-                                precision=precision)
+                                precision=precision, learning_rate=learning_rate)
             seconds = time.perf_counter() - t0
         finally:
             ARCHITECTURES[arch] = saved
@@ -361,7 +362,7 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
         rows.append({"label": label, "kmac": macs_per_pixel(config) / 1e3, "seconds": seconds,
                      "precision": res.precision_reason or res.precision, "inference": tf.describe()["precision_reason"],
                      "train_total": sum(v["total"] for v in last) / len(last), **terms, **scores})
-    print(f"quality: {steps} steps, {size} px crops, batch {batch}, backbone random (seed 0), Adam lr 1e-3, "
+    print(f"quality: {steps} steps, {size} px crops, batch {batch}, backbone random (seed 0), Adam lr {learning_rate:g}, "
           f"default loss weights; held-out: 4 generated pictures at {eval_size} px")
     for r in rows:
         print(f"  {r['label']}: training in {r['precision']}; held-out inference in {r['inference']}")
@@ -408,6 +409,7 @@ def main() -> None:
                     help="networks --quality trains: standard, slim-v1 or any name in ARCHITECTURES, options "
                     "overridden as NAME:field=value,... (e.g. slim-2x:final_stage=16)")
     ap.add_argument("--train-precision", default="auto", help="--quality training precision (auto: the policy decides)")
+    ap.add_argument("--learning-rate", type=float, default=1e-3, help="--quality training: Adam step size")
     ap.add_argument("--workdir", default=None, help="folder for data and checkpoints (default: a temporary one)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -420,7 +422,7 @@ def main() -> None:
         os.environ["STYLETX_CACHE_DIR"] = str(Path(tmp) / "cache")  # empty: auto measures
         if args.quality:
             quality(args.steps, args.train_size, args.batch_size, args.eval_size, Path(args.workdir or tmp),
-                    args.variants, args.train_precision)
+                    args.variants, args.train_precision, args.learning_rate)
         else:
             speed(args)
     print(f"total {time.perf_counter() - started:.0f} s")
