@@ -13,7 +13,8 @@ Scores are backbone-independent (``styletx.metrics``), mean over the four pairs:
   colour gain    1 - color_distance(out, style) / color_distance(content, style): share of the way from the
                  photo's colours to the style's (sliced Wasserstein), 0 = unchanged, 1 = the style's palette
   texture gain   the same with texture_distance (Gram of Gabor energies)
-  grid, edge     grid_score at period 4 and 8 (max), and the mean luminance of a 4-px border against the inside
+  grid, edge     grid_score at period 4 and 8 (max); metrics.edge_contrast of the outermost 1 and 4 px (a line or
+                 a band along an edge: its luminance against the rows inside it, worst side)
 
 Candidates:
   identity   the content image, resized (the anchor: gains 0)
@@ -244,16 +245,6 @@ def naive(content: torch.Tensor, style: torch.Tensor, size: int, steps: int) -> 
 # --------------------------------------------------------------------------------------------------- scoring
 
 
-def border_contrast(image: torch.Tensor, width: int = 4) -> float:
-    """Mean luminance of the ``width``-px frame minus that of the band just inside it (0 = no edge band)."""
-    y = (0.299 * image[0, 0] + 0.587 * image[0, 1] + 0.114 * image[0, 2]).double()
-    inner = y[width:-width, width:-width]
-    band = inner[width:-width, width:-width]
-    frame_mean = (y.sum() - inner.sum()) / (y.numel() - inner.numel())
-    ring_mean = (inner.sum() - band.sum()) / (inner.numel() - band.numel())
-    return float(frame_mean - ring_mean)
-
-
 def scores(result: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> Dict[str, float]:
     s = metrics.score(result, content, style)
     c = metrics.score(content, content, style)
@@ -262,7 +253,8 @@ def scores(result: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> 
         "colour_gain": 1 - s["color_distance"] / c["color_distance"],
         "texture_gain": 1 - s["texture_distance"] / c["texture_distance"],
         "grid": max(metrics.grid_score(result, 4), metrics.grid_score(result, 8)),
-        "edge": border_contrast(result),
+        "edge1": metrics.edge_contrast(result, 1),
+        "edge4": metrics.edge_contrast(result, 4),
     }
 
 
@@ -388,11 +380,11 @@ def main(argv: Sequence[str] = ()) -> None:
         rows.append({"candidate": cand, **mean, "seconds": time.perf_counter() - start})
         print(f"{cand}: " + " ".join(f"{k}={v:.3f}" for k, v in mean.items()), flush=True)
     print(f"\n{args.set} set, {len(loaded)} pairs, {args.size} px, {args.steps} steps (mean over pairs)\n")
-    print("| candidate | content SSIM ↑ | colour gain ↑ | texture gain ↑ | grid ↓ | edge | s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| candidate | content SSIM ↑ | colour gain ↑ | texture gain ↑ | grid ↓ | edge 1 px ↓ | edge 4 px ↓ | s |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['candidate']} | {r['content_ssim']:.3f} | {r['colour_gain']:.3f} | {r['texture_gain']:.3f} "
-              f"| {r['grid']:.3f} | {r['edge']:+.3f} | {r['seconds']:.0f} |")
+              f"| {r['grid']:.3f} | {r['edge1']:.3f} | {r['edge4']:.3f} | {r['seconds']:.0f} |")
     if args.out:
         with open(args.out / "results.jsonl", "a") as f:
             for r in rows:

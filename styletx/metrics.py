@@ -10,6 +10,8 @@ They judge a result honestly whichever backbone made it (ImageNet VGG or the wei
 - :func:`score`            all three as a dict;
 - :func:`grid_score`       strength of a grid with a given period (e.g. a pixel-shuffle head's 4-px plaid; 0 = none,
   1 = all the fine detail is the grid; lower is better);
+- :func:`edge_contrast`    a line along the picture's edges: how far the outermost rows' brightness departs from the
+  rows just inside them, worst side (0 = none; lower is better);
 - :func:`flicker_score`    temporal steadiness of a stylised clip relative to its input clip (1.0 = changes as much as
   the input; lower is steadier); :class:`FlickerMeter` computes it frame by frame.
 
@@ -327,6 +329,24 @@ def grid_score(image: Any, period: int = 4) -> float:
     if total <= 1e-20:
         return 0.0
     return float(phases.square().mean()) / total
+
+
+def edge_contrast(image: Any, width: int = 1) -> float:
+    """A line or frame along the edges: the largest, over the four sides, absolute difference between the mean
+    luminance (in [0, 1]) of the outermost ``width`` rows (columns) and that of the next ``width`` inside them.
+
+    A picture's own edges score what its neighbouring rows differ by anyway (a few thousandths for a photo); an
+    optimiser that pulls the edge rows less than the inside leaves a brighter or darker line that scores
+    several hundredths. The image needs at least 4 x ``width`` px on each side. **Lower is better.**
+    """
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise InputError(f"width: expected an integer >= 1, got {width!r}")
+    y = _luma(_as_image(image, "image").double())[0, 0]
+    if min(y.shape) < 4 * width:
+        raise InputError(f"image: {y.shape[-1]}x{y.shape[-2]} px is too small for a {width}-px edge contrast "
+                         f"(needs at least {4 * width} px on each side)")
+    sides = (y, y.flip(0), y.t(), y.t().flip(0))  # each with the side in question as its first rows
+    return max(abs(float(s[:width].mean() - s[width:2 * width].mean())) for s in sides)
 
 
 # ------------------------------------------------------------------------------------------------------ flicker score

@@ -12,6 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models import vgg as tv_vgg
 
+from styletx.features.extractor import FeatureExtractor, _mirrored
+
 import make_golden as golden
 from styletx import features as ft
 from styletx.features import weights as wts
@@ -419,25 +421,43 @@ def test_context_keeps_every_layer_at_the_size_it_has_without_it():
         assert all(a[n].shape == b[n].shape for n in layers)
 
 
-def test_context_sees_the_border_but_passes_no_gradient_through_it():
+def test_context_sees_a_mirrored_border():
     ex = build_extractor("random", ["relu1_1"])
-    x = torch.rand(1, 3, 40, 48, requires_grad=True)
-    out = ex(x)["relu1_1"]
-    # the edge responses differ from the no-context network's (they see reflected neighbours, not replicated)
+    x = torch.rand(1, 3, 40, 48)
     no_context = dataclasses.replace(ft.DEFAULT_RANDOM_CONFIG, context=0)
     plain = build_extractor("random", ["relu1_1"], random_config=no_context)
+    # half-sample mirror: the row above the image is the image's first row, and so on outwards
+    mirrored = torch.cat([x[..., :16, :].flip(-2), x, x[..., -16:, :].flip(-2)], -2)
+    mirrored = torch.cat([mirrored[..., :16].flip(-1), mirrored, mirrored[..., -16:].flip(-1)], -1)
     with torch.no_grad():
-        assert not torch.allclose(out[..., 0, :], plain(x)["relu1_1"][..., 0, :])
+        out = ex(x)["relu1_1"]
+        assert torch.allclose(out, plain(mirrored)["relu1_1"][..., 16:-16, 16:-16], atol=1e-5)
+        assert not torch.allclose(out[..., 0, :], plain(x)["relu1_1"][..., 0, :])  # not the zero-padded edge
         assert torch.allclose(out[..., 8:-8, 8:-8], plain(x)["relu1_1"][..., 8:-8, 8:-8], atol=1e-5)
-    # d(sum of one interior response) / dx: no pixel gets gradient through a padded copy of itself, so a
-    # response at the centre has the same gradient as without context
-    out[0, 0, 20, 24].backward()
-    xp = x.detach().clone().requires_grad_(True)
-    plain(xp)["relu1_1"][0, 0, 20, 24].backward()
-    assert torch.allclose(x.grad, xp.grad, atol=1e-6)
-    x.grad = None
-    ex(x)["relu1_1"][..., 0, :].sum().backward()
-    assert x.grad.abs().sum() > 0 and x.grad[..., 10:, :].abs().max() == 0  # only the rows it reaches
+
+
+def test_context_passes_gradient_back_through_the_mirror_tapered():
+    x = torch.zeros(1, 1, 20, 60, requires_grad=True)
+    _mirrored(x, 16).sum().backward()
+    col = x.grad[0, 0, :, 30]  # 30 px from the sides: only the top and bottom copies reach it
+    for j in range(20):
+        top = 1 - j / 16 if j < 16 else 0.0  # the copy of row j sits j + 1 px above the image
+        bottom = 1 - (19 - j) / 16 if 19 - j < 16 else 0.0
+        assert col[j].item() == pytest.approx(1 + top + bottom)
+    # an edge response of a 3x3 conv reads only the nearest copies, whose gradient is whole: the same gradient
+    # as the conv on an explicitly mirrored image
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    ex = FeatureExtractor([("conv", conv, "input")], ["conv"], {}, context=16)
+    img = torch.rand(1, 3, 40, 48, requires_grad=True)
+    ex(img)["conv"][..., 0, 5:40].sum().backward()
+    ref = img.detach().clone().requires_grad_(True)
+    normalised = (ref - ex.mean) / ex.std
+    rows = torch.cat([normalised[..., :1, :].flip(-2), normalised, normalised[..., -1:, :].flip(-2)], -2)
+    padded = torch.cat([rows[..., :1].flip(-1), rows, rows[..., -1:].flip(-1)], -1)
+    F.conv2d(padded, conv.weight, conv.bias)[..., 0, 5:40].sum().backward()
+    assert torch.allclose(img.grad, ref.grad, atol=1e-5)
+    assert img.grad[..., 2:, :].abs().max() == 0 and img.grad[..., 1, :].abs().max() > 0  # the rows it reaches
 
 
 def test_context_must_be_a_multiple_of_the_deepest_stride():

@@ -269,3 +269,17 @@ def test_grid_score_of_checkerboards():
     coarse = (((yy // 4) + (xx // 4)) % 2).float().expand(1, 3, 64, 64) * 0.5 + 0.25
     assert metrics.grid_score(coarse, period=8) == pytest.approx(1.0, abs=1e-9)
     assert metrics.grid_score(coarse) < 0.01
+
+
+def test_edge_contrast_of_a_line_along_one_side():
+    img = torch.full((1, 3, 32, 40), 0.5)
+    assert metrics.edge_contrast(img) == 0.0
+    img[..., :, -1] = 0.8  # a bright right-hand column
+    assert metrics.edge_contrast(img) == pytest.approx(0.3)
+    assert metrics.edge_contrast(img, width=2) == pytest.approx(0.15)  # 2-px frame (0.65) against the next 2 px
+    ramp = torch.linspace(0, 1, 40).view(1, 1, 1, 40).expand(1, 3, 32, 40)
+    assert metrics.edge_contrast(ramp) == pytest.approx(1 / 39)  # a smooth picture: one step of its gradient
+    with pytest.raises(InputError, match="too small"):
+        metrics.edge_contrast(img, width=10)
+    with pytest.raises(InputError, match="width"):
+        metrics.edge_contrast(img, width=0)

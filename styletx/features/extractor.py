@@ -25,13 +25,36 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 Node = Tuple[str, nn.Module, str]
 
 
+def _mirrored(x: Tensor, m: int) -> Tensor:
+    """(N, C, H, W) -> (N, C, H + 2m, W + 2m): ``x`` with an m-px half-sample mirror border (the edge row is
+    repeated once, so every row has one copy), through which gradient flows back tapered: in full from the copy
+    next to the edge, falling linearly to 1/m at m px out. (m <= H, W.)
+
+    Why tapered: with the copies carrying their whole gradient, every pixel within m px of the edge is pulled
+    twice by the deeper layers and the optimised image showed a seam m px in; with no gradient through them,
+    the outermost rows were pulled by half their neighbourhood and came out a brighter, less stylised line
+    (docs/backbones.md, 2026-12-03)."""
+    rows = torch.cat([x[..., :m, :].flip(-2), x, x[..., -m:, :].flip(-2)], -2)
+    live = torch.cat([rows[..., :m].flip(-1), rows, rows[..., -m:].flip(-1)], -1)
+    dead = live.detach()
+    h, w = x.shape[-2:]
+
+    def taper(n: int) -> Tensor:  # per position along one side: 1 inside and on the first copy, then down to 1/m
+        i = torch.arange(n + 2 * m, device=x.device)
+        outside = torch.clamp(torch.maximum(m - i, i - (n + m - 1)), min=0)
+        return (1 - (outside - 1).clamp(min=0) / m).to(x.dtype)
+
+    weight = torch.minimum(taper(h).view(-1, 1), taper(w).view(1, -1))
+    return dead + weight * (live - dead)  # the value of ``live``; its gradient scaled by ``weight``
+
+
 class FeatureExtractor(nn.Module):
     """A frozen network whose intermediate outputs are addressed by name.
 
     The network is a list of nodes evaluated in order; node ``i`` is ``(name, module, source)`` where
     ``source`` is the name of the node it reads (``"input"`` = the normalised image; "a+b" = two inputs). ``forward`` stops after
     the deepest requested node and frees intermediates as soon as no later node reads them. ``context`` (px, a
-    multiple of 16): the image is seen with that much reflected border and every output cropped back to the
+    multiple of 16): the image is seen with that much mirrored border and every output cropped back to the
     image's own positions (:meth:`_with_context`).
     """
 
@@ -81,21 +104,18 @@ class FeatureExtractor(nn.Module):
         return self._features(x)
 
     def _with_context(self, x: Tensor) -> Dict[str, Tensor]:
-        """The features of ``x`` seen with ``context`` px of reflected border around it, cropped back to the
+        """The features of ``x`` seen with ``context`` px of mirrored border around it, cropped back to the
         positions of ``x`` itself: no position the losses compare sits against the padding, so the edges of an
         optimised image are pulled like its inside (without it the weight-free backbone drew a frame about 8 px
         in: docs/backbones.md)."""
         m = self.context
-        pad = (m, m, m, m)
-        mode = "reflect" if min(x.shape[-2:]) > m else "replicate"
-        # The border is a detached copy: no gradient flows back through it, so every pixel is pulled only at its
-        # own position. (Flowing back, a replicated edge pixel stands for m + 1 positions and the optimised
-        # image's outermost row went dark or bright; a reflected band of m px counts twice and drew a frame m px
-        # in: docs/backbones.md.)
-        border = F.pad(x.detach(), pad, mode=mode) - F.pad(x.detach(), pad)
-        padded = F.pad(x, pad) + border
-        out = self._features(padded)
         h, w = x.shape[-2:]
+        if min(h, w) >= m:
+            padded = _mirrored(x, m)
+        else:  # too small to mirror m px: a replicated border, no gradient through it
+            pad = (m, m, m, m)
+            padded = F.pad(x, pad) + (F.pad(x.detach(), pad, mode="replicate") - F.pad(x.detach(), pad))
+        out = self._features(padded)
         for name, y in out.items():
             stride = 2 ** round(math.log2(padded.shape[-2] / y.shape[-2]))
             c = m // stride  # exact for strides up to m; a coarser map (pool5) keeps its first cells

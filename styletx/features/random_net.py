@@ -43,7 +43,7 @@ class RandomNetConfig:
     default has 64 detectors at gain 4 in stage 1; :data:`CLASSIC_RANDOM_CONFIG` is the network without them
     (the default before 2026-12-03). Measured on the held-out pairs of benchmarks/weightfree_quality.py:
     docs/backbones.md.
-    ``context``: px of reflected border the network sees around the image, cropped from every feature map
+    ``context``: px of mirrored border the network sees around the image, cropped from every feature map
     (:class:`~styletx.features.extractor.FeatureExtractor`); 0 = none (the network before 2026-12-03, whose
     results had a frame about 8 px in from the edges).
     """
