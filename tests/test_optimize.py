@@ -49,6 +49,8 @@ def test_tensor_output_multiscale_and_callback(content_image, style_image):
     assert 0.0 <= float(result.image.min()) and float(result.image.max()) <= 1.0
     # 2 steps at the coarse scale (half of 4), then 4 at full size.
     assert [it.size for it in seen] == [24, 24, 48, 48, 48, 48]
+    # the previews are the picture itself, not the canvas with its EDGE_MARGIN px of free border
+    assert [tuple(it.image.shape[-2:]) for it in seen] == [(20, 24)] * 2 + [(40, 48)] * 4
     assert [it.step for it in seen] == list(range(1, 7)) and seen[0].total == 6
     assert all(it.elapsed >= 0 and it.memory_mb > 0 for it in seen)
     assert set(seen[-1].losses) == {"content", "style", "tv", "total"}

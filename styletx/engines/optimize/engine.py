@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ... import device as devices, memory
@@ -39,6 +40,10 @@ MIN_AUTO_SCALE = 256  # px: the smallest scale that auto multi-scale goes down t
 MAX_NONFINITE_RESTORES = 3
 #: px: side of the random image the precision probe runs the extractor on (forward + backward)
 PROBE_SIZE = 64
+#: px of free border optimised around the picture at every scale and cut off at the end: the outermost rows of
+#: an optimised image are pulled by half a neighbourhood and come out as a lighter line (docs/backbones.md);
+#: here that happens to rows nobody sees.
+EDGE_MARGIN = 4
 
 
 def choose_precision_for(extractor: torch.nn.Module, precision: str, device: torch.device) -> devices.PrecisionChoice:
@@ -322,6 +327,17 @@ def _initial_image(init: str, content: Tensor, seed: int, init_image: Optional[T
     return content.clone()
 
 
+def _with_margin(image: Tensor, margin: int = EDGE_MARGIN) -> Tensor:
+    """(N, C, H, W) -> (N, C, H + 2 margin, W + 2 margin), the border reflected (replicated when too small)."""
+    mode = "reflect" if min(image.shape[-2:]) > margin else "replicate"
+    return F.pad(image, (margin,) * 4, mode=mode)
+
+
+def _inside(image: Tensor, margin: int = EDGE_MARGIN) -> Tensor:
+    """The picture inside a :func:`_with_margin` canvas."""
+    return image[..., margin:image.shape[-2] - margin, margin:image.shape[-1] - margin]
+
+
 def _make_optimizer(options: StylizeOptions, image: Tensor, history: int = HISTORY) -> torch.optim.Optimizer:
     if options.optimizer == "adam":
         return torch.optim.Adam([image], lr=options.lr)
@@ -381,11 +397,13 @@ def optimize_image(
     try:
         for k, longest in enumerate(record.sizes):
             scale = k
+            # The image is optimised on a canvas EDGE_MARGIN px larger all round (the content reflected into it).
             target = resize_longest(content.to(device), longest)
             if image is None:
                 image = _initial_image(options.init, target, options.seed, init_image)
             else:
-                image = resize_to(best if best is not None else image, target.shape[-2:]).clamp(0, 1)
+                image = resize_to(_inside(best if best is not None else image), target.shape[-2:]).clamp(0, 1)
+            image, target = _with_margin(image), _with_margin(target)
             core = plan.cores[k]
             grams = _style_targets(extractor, styles, blend_weights, options.style_layers, longest, bf16, device,
                                    options, core)
@@ -406,9 +424,9 @@ def optimize_image(
                 offsets = random.Random(options.seed * 7919 + k)
             scaled_temporal = None
             if temporal is not None and temporal_weight > 0:
-                size = tuple(target.shape[-2:])
-                scaled_temporal = (resize_to(temporal[0].to(device), size),
-                                   resize_to(temporal[1].to(device), size, mode="bilinear"))
+                size = tuple(_inside(target).shape[-2:])
+                scaled_temporal = (_with_margin(resize_to(temporal[0].to(device), size)),
+                                   _with_margin(resize_to(temporal[1].to(device), size, mode="bilinear")))
 
             # L-BFGS needs a contiguous (NCHW) leaf; the network gets a channels_last copy of it.
             pixels = image.detach().clone().contiguous().requires_grad_(True)
@@ -496,7 +514,7 @@ def optimize_image(
                             losses=losses,
                             elapsed=time.perf_counter() - start,
                             memory_mb=devices.memory_mb(device),
-                            image=pixels.detach().clamp(0, 1),
+                            image=_inside(pixels.detach()).clamp(0, 1),
                             plan=plan.line,
                         )
                     )
@@ -509,9 +527,9 @@ def optimize_image(
         if math.isfinite(best_loss):
             record.best_loss = best_loss
         if best is None:
-            best = image if image is not None else resize_longest(content, record.sizes[-1])
+            best = image if image is not None else _with_margin(resize_longest(content, record.sizes[-1]))
     record.seconds = time.perf_counter() - start
-    result = best if best is not None else image
+    result = _inside(best if best is not None else image)
     result = result.detach().float().clamp(0, 1).contiguous().cpu()
     if record.interrupted and scale < len(record.sizes) - 1:
         full_h, full_w = _final_hw(content_hw, record.sizes[-1])
