@@ -305,7 +305,7 @@ def _style(size: int):
 
 def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
             labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize"), precision: str = "auto",
-            learning_rate: float = 1e-3) -> None:
+            learning_rate: float = 1e-3, seed: int = 0) -> None:
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     for i in range(24):
@@ -316,7 +316,7 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
     style_t = load_image(style_path).tensor
 
     opts = TrainOptions()
-    extractor = extractor_for("random", None, feature_layers(opts.content_layers, opts.style_layers), seed=0, device="cpu").eval()
+    extractor = extractor_for("random", None, feature_layers(opts.content_layers, opts.style_layers), seed=seed, device="cpu").eval()
     with torch.no_grad():
         sf = extractor(resize_longest(style_t, size).clamp(0, 1))
         grams = {k: gram_matrix(sf[k]).float() for k in opts.style_layers}
@@ -336,7 +336,7 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
         try:
             t0 = time.perf_counter()
             res = styletx.train(style_path, data, workdir / f"{label}.pth", arch=arch, steps=steps, size=size,
-                                batch_size=batch, backbone="random", seed=0, checkpoint_every=0, overwrite=True,
+                                batch_size=batch, backbone="random", seed=seed, checkpoint_every=0, overwrite=True,
                                 precision=precision, learning_rate=learning_rate)
             seconds = time.perf_counter() - t0
         finally:
@@ -362,7 +362,7 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
         rows.append({"label": label, "kmac": macs_per_pixel(config) / 1e3, "seconds": seconds,
                      "precision": res.precision_reason or res.precision, "inference": tf.describe()["precision_reason"],
                      "train_total": sum(v["total"] for v in last) / len(last), **terms, **scores})
-    print(f"quality: {steps} steps, {size} px crops, batch {batch}, backbone random (seed 0), Adam lr {learning_rate:g}, "
+    print(f"quality: {steps} steps, {size} px crops, batch {batch}, backbone random, seed {seed}, Adam lr {learning_rate:g}, "
           f"default loss weights; held-out: 4 generated pictures at {eval_size} px")
     for r in rows:
         print(f"  {r['label']}: training in {r['precision']}; held-out inference in {r['inference']}")
@@ -409,6 +409,8 @@ def main() -> None:
                     help="networks --quality trains: standard, slim-v1 or any name in ARCHITECTURES, options "
                     "overridden as NAME:field=value,... (e.g. slim-2x:final_stage=16)")
     ap.add_argument("--train-precision", default="auto", help="--quality training precision (auto: the policy decides)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="--quality seed: the network's initialisation, the crops and the weight-free loss network")
     ap.add_argument("--learning-rate", type=float, default=1e-3, help="--quality training: Adam step size")
     ap.add_argument("--workdir", default=None, help="folder for data and checkpoints (default: a temporary one)")
     args = ap.parse_args()
@@ -422,7 +424,7 @@ def main() -> None:
         os.environ["STYLETX_CACHE_DIR"] = str(Path(tmp) / "cache")  # empty: auto measures
         if args.quality:
             quality(args.steps, args.train_size, args.batch_size, args.eval_size, Path(args.workdir or tmp),
-                    args.variants, args.train_precision, args.learning_rate)
+                    args.variants, args.train_precision, args.learning_rate, args.seed)
         else:
             speed(args)
     print(f"total {time.perf_counter() - started:.0f} s")

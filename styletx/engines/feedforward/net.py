@@ -14,7 +14,9 @@ Four architectures, chosen by name:
   3x3 conv at 1/4 resolution + the 4x pixel shuffle: :class:`ResizeConvHead`): no grid, the same cost.
 * ``slim-2x``: ``slim-resize`` with one more upsample + 3x3 conv stage (4 channels at 1/2 resolution,
   ``ArchConfig.final_stage``) before a 2x resize head (bilinear 2x + 3x3 conv, folded into a 3x3 conv to 12
-  channels at 1/2 + the 2x pixel shuffle): no grid, some freedom at half resolution.
+  channels at 1/2 + the 2x pixel shuffle): no grid, some freedom at half resolution. Its input skip goes into
+  the head (``ArchConfig.skip_into_head``: the input averaged to 1/2 is three more head channels), so it can
+  replace the photo's finest detail instead of only adding to it.
 
 Every network takes (N, 3, H, W) float in [0, 1] and returns (N, 3, H, W) in about [0, 1] (unclamped, so
 training keeps its gradients); any H and W: the input is reflection-padded to a multiple of 4 x unshuffle (and
@@ -70,7 +72,12 @@ class ArchConfig:
     ``deconv2``, at twice its resolution, so the head works at 1/(``unshuffle`` / 2) (:attr:`head_scale`); 0 (the
     default, and what checkpoints saved without the field load with) is none. ``final_norm``: whether that stage
     has its instance norm (``in6``; default true, what checkpoints saved without the field load with); false: conv
-    + ReLU only (instance norm at 1/2 resolution is memory-bound)."""
+    + ReLU only (instance norm at 1/2 resolution is memory-bound). ``skip_into_head`` (with ``input_skip``): the
+    input, averaged down to the head's resolution, joins the head's input as three more channels (their taps start
+    as the identity, so an untrained network returns the input resized down and back up) instead of being added to
+    the output at full resolution: the network can then replace the photo's finest detail, which a head at 1/2
+    resolution cannot cancel when the input is added whole (default false, what checkpoints saved without the field
+    load with)."""
 
     name: str = "standard"
     channels: Tuple[int, int, int] = (32, 64, 128)
@@ -84,6 +91,7 @@ class ArchConfig:
     head: str = "shuffle"
     final_stage: int = 0
     final_norm: bool = True
+    skip_into_head: bool = False
 
     @property
     def head_scale(self) -> int:
@@ -123,7 +131,9 @@ class ArchConfig:
             raise InputError("arch head: 'resize' needs an unshuffle of at least 2 (4 with a final stage) and "
                              f"kernel_out 3, got unshuffle {self.unshuffle!r}, final_stage {fs!r}, "
                              f"kernel_out {self.kernel_out!r}")
-        for name in ("separable", "input_skip", "final_norm"):
+        if self.skip_into_head is True and (self.input_skip is not True or self.head != "resize"):
+            raise InputError("arch skip_into_head: needs input_skip and the resize head")
+        for name in ("separable", "input_skip", "final_norm", "skip_into_head"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"arch {name}: expected true or false, got {getattr(self, name)!r}")
         return self
@@ -157,12 +167,13 @@ ARCHITECTURES: Dict[str, ArchConfig] = {
         "slim-resize", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
         input_skip=True, head="resize",
     ),
-    #: ``slim-resize`` with a final stage of 4 channels at 1/2 resolution (instance norm) and a 2x resize head
-    #: (issue 9; 8 channels before 2026-12-03's third attempt: over the speed bar in ONNX Runtime); not the
-    #: default: docs/benchmarks.md, 2026-12-03.
+    #: ``slim-resize`` with a final stage of 4 channels at 1/2 resolution (instance norm), a 2x resize head, and
+    #: the input skip into the head (issue 9: 8 channels before 2026-12-03's third attempt, over the speed bar in
+    #: ONNX Runtime; the skip added at full resolution before its fourth, which left the photo's fine detail
+    #: whole and the style weak: docs/benchmarks.md, 2026-12-03).
     "slim-2x": ArchConfig(
         "slim-2x", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
-        input_skip=True, head="resize", final_stage=4,
+        input_skip=True, head="resize", final_stage=4, skip_into_head=True,
     ),
 }
 
@@ -341,14 +352,23 @@ class TransformerNet(nn.Module):
         #: the factor the head's pixel shuffle upsamples by (``unshuffle``, halved by a final stage)
         self.head_scale = int(config.head_scale)
         r = self.head_scale
+        #: the input, averaged to the head's resolution, is three more channels of the head's input
+        self.skip_into_head = bool(config.skip_into_head)
+        c_in = c_head + 3 if self.skip_into_head else c_head
         if config.head == "resize" and r > 1:
-            self.deconv3: nn.Module = ResizeConvHead(c_head, 3, r)
+            self.deconv3: nn.Module = ResizeConvHead(c_in, 3, r)
         else:
-            self.deconv3 = ConvLayer(c_head, 3 * r * r, config.kernel_out)
-        self.input_skip = bool(config.input_skip)
-        if self.input_skip:  # start as the identity: output = input + 0
+            self.deconv3 = ConvLayer(c_in, 3 * r * r, config.kernel_out)
+        #: the input is added to the output at full resolution
+        self.input_skip = bool(config.input_skip) and not self.skip_into_head
+        if config.input_skip:  # start as the identity: output = input + 0 (or the input's channels passed on)
             nn.init.zeros_(self.deconv3.conv2d.weight)
             nn.init.zeros_(self.deconv3.conv2d.bias)
+        if self.skip_into_head:
+            k = self.deconv3.conv2d.weight.shape[-1]
+            with torch.no_grad():
+                for c in range(3):
+                    self.deconv3.conv2d.weight[c, c_head + c, k // 2, k // 2] = 1.0
         self.value_range = float(config.value_range)
         self.unshuffle = int(config.unshuffle)
         self.multiple = self.MULTIPLE * self.unshuffle
@@ -373,6 +393,8 @@ class TransformerNet(nn.Module):
         if self.config.final_stage:
             y = self.stage2x(y)
             y = F.relu(self.in6(y) if self.config.final_norm else y)
+        if self.skip_into_head:
+            y = torch.cat([y, F.avg_pool2d(x_in, self.head_scale)], 1)
         y = self.deconv3(y)
         if self.head_scale > 1:
             y = self.depth_to_space(y) if hasattr(self, "depth_to_space") else F.pixel_shuffle(y, self.head_scale)
@@ -416,5 +438,6 @@ def macs_per_pixel(config: Union[str, ArchConfig]) -> float:
         c_head = cfg.final_stage
         m += 9 * c1 * c_head * 4
     # the head: k x k (3x3 folded for resize) to 3 * s^2 channels at r2 / s^2 positions (s = head_scale)
-    m += cfg.kernel_out**2 * c_head * 3 * r2
+    c_in = c_head + 3 if cfg.skip_into_head else c_head  # the input's three channels joining the head
+    m += cfg.kernel_out**2 * c_in * 3 * r2
     return float(m) / r2
