@@ -48,7 +48,7 @@ BASE = {"size": 256, "iterations": 100, "seed": 0}
 COMPARED = [("compare-cat-swirls", "cat.jpg", "swirls.jpg"), ("compare-astronaut-mosaic", "astronaut.jpg", "mosaic.jpg")]
 
 #: The transformer entry: training settings (styletx.train), the style, and the unseen pictures it is shown on.
-TRANSFORMER = {"arch": "slim", "steps": 400, "size": 160, "batch_size": 2, "seed": 0, "checkpoint_every": 0}
+TRANSFORMER = {"arch": "slim-2x", "steps": 400, "size": 160, "batch_size": 2, "seed": 0, "checkpoint_every": 0}
 TRANSFORMER_STYLE = "mosaic.jpg"
 TRANSFORMER_SHOWN = ("cat.jpg", "astronaut.jpg")
 #: scikit-image's bundled photos used as training data (chelsea and astronaut are the shown pictures: left out)
@@ -184,6 +184,8 @@ def main() -> None:
         write_markdown(json.loads(index.read_text()))
         return
     old = json.loads(index.read_text()) if index.exists() else []
+    if args.transformer:  # the transformer's entries are replaced whole (their names carry the arch)
+        old = [r for r in old if r.get("engine") != "transformer"]
     new = [] if args.transformer and args.only == [] else optimisation_rows(args.only)
     if args.transformer:
         new += transformer_rows()
@@ -212,11 +214,13 @@ def write_markdown(rows: list) -> None:
         "kept; `color_distance` and `texture_distance` lower = closer to the style. The *content* column scores the",
         "untouched content image against the same style, as the starting point.",
         "",
-        "The `-slim` entries come from a feed-forward `slim` transformer trained here for only a few minutes on",
+        f"The `-{TRANSFORMER['arch']}` entries come from a feed-forward `{TRANSFORMER['arch']}` transformer trained "
+        "here for only a few minutes on",
         "the CPU (a real training runs thousands of steps, on a GPU): expect less style than the optimisation",
-        "results, and a strong 4-pixel plaid over the whole picture: `slim`'s pixel-shuffle head gives every",
-        "output phase its own weights. `slim-2x` and `slim-resize` have no grid (see [transformer.md](transformer.md));",
-        "these two pictures were made before they existed and with the weight-free network of their day.",
+        "results. `slim-2x` has a resize head and no grid; `slim`'s pixel-shuffle head gives every output phase its",
+        "own weights and leaves a 4-pixel plaid over the whole picture (see [transformer.md](transformer.md)).",
+        "Looked at (2026-12-03, slim-2x): the photo, darker and a little soft, under blurry blobs of the mosaic's",
+        "blue, green and yellow; no plaid, and none of the mosaic's cells or dark outlines.",
         "",
     ]
     lines += comparison_section()
@@ -259,11 +263,13 @@ def write_markdown(rows: list) -> None:
 
 
 #: What the comparison pictures show, written by whoever last looked at them (keep it true when they change).
-COMPARISON_NOTES = """What we see (looked at 2x, 2026-12-03). Cat x swirls: the old default covers the cat in a flat grey-blue
-with the style's yellow only in the eyes and on the nose, and draws a light rectangle about 8 px in from the edges
-(a frame all round); the new default takes the blue and the yellow of the swirls all over (yellow strokes in the
-fur, around the eyes, in the whiskers) and has no frame; its outermost row or two are slightly brighter at the
-top. Neither draws the style's long swirling strokes: both make short strokes that follow the cat's fur.
+COMPARISON_NOTES = """What we see (looked at 2x and the corners at 3x, 2026-12-03, evening). Cat x swirls: the old default covers
+the cat in a flat grey-blue with the style's yellow only in the eyes and on the nose, and draws a light rectangle
+about 8 px in from the edges (a frame all round) with bright specks in the corners; the new default takes the blue
+and the yellow of the swirls all over (yellow strokes in the fur, around the eyes, in the whiskers), has no frame
+and no line along the edges (`metrics.edge_contrast` 0.007: the outermost row is as bright as the next; before the
+mirrored border and the engine's margin its top row or two were slightly brighter). Neither draws the style's long
+swirling strokes: both make short strokes that follow the cat's fur.
 Astronaut x mosaic: both are recognisable and take the mosaic's colours as patches; the new default keeps the
 face, the badge, the helmet and the shuttle crisper, with dark outlines along the photo's edges, and its patches
 are less washed out; neither draws the style's dark cell borders as a network of lines."""
@@ -278,8 +284,9 @@ def comparison_section() -> list:
         "## The weight-free default, old and new",
         "",
         "Issue 9 (2026-12-03): the weight-free default now has 64 colour detectors beside its first filter bank,",
-        "compares content at relu1_1 as well as relu4_2, sees 16 px of (detached, reflected) border around the",
-        "image, and its L-BFGS takes back steps that raise the loss.",
+        "compares content at relu1_1 as well as relu4_2, sees 16 px of mirrored border around the image (gradient",
+        "flowing back through it, tapered), and its L-BFGS takes back steps that raise the loss; the engine optimises",
+        "every picture with 4 px of free margin that it cuts off at the end.",
         "*Old default*: the network without colour detectors and relu4_2 alone (the default before), run by",
         "today's engine; *new default*: `styletx run` today. Same settings for both (`--size 256 --iterations 100",
         "--seed 0 --backbone random`). Measured quality on pairs not used to design it: [backbones.md](backbones.md).",
