@@ -12,13 +12,12 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models import vgg as tv_vgg
 
-from styletx.features.extractor import FeatureExtractor, _mirrored
-
 import make_golden as golden
 from styletx import features as ft
 from styletx.features import weights as wts
 from styletx.errors import InputError, StyletxWarning, WeightsError
 from styletx.features import build_extractor, layer_names, resolve_backbone
+from styletx.features.extractor import FeatureExtractor, _mirrored
 from styletx.features.random_net import BlurDown, ColourBank
 
 STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -421,14 +420,19 @@ def test_context_keeps_every_layer_at_the_size_it_has_without_it():
         assert all(a[n].shape == b[n].shape for n in layers)
 
 
+def _mirror_reference(x, m):
+    """x with an m-px half-sample mirror border, built plainly (the row above the image is its first row, and so
+    on outwards), gradient flowing back whole: what the extractor's context is checked against."""
+    rows = torch.cat([x[..., :m, :].flip(-2), x, x[..., -m:, :].flip(-2)], -2)
+    return torch.cat([rows[..., :m].flip(-1), rows, rows[..., -m:].flip(-1)], -1)
+
+
 def test_context_sees_a_mirrored_border():
     ex = build_extractor("random", ["relu1_1"])
     x = torch.rand(1, 3, 40, 48)
     no_context = dataclasses.replace(ft.DEFAULT_RANDOM_CONFIG, context=0)
     plain = build_extractor("random", ["relu1_1"], random_config=no_context)
-    # half-sample mirror: the row above the image is the image's first row, and so on outwards
-    mirrored = torch.cat([x[..., :16, :].flip(-2), x, x[..., -16:, :].flip(-2)], -2)
-    mirrored = torch.cat([mirrored[..., :16].flip(-1), mirrored, mirrored[..., -16:].flip(-1)], -1)
+    mirrored = _mirror_reference(x, 16)
     with torch.no_grad():
         out = ex(x)["relu1_1"]
         assert torch.allclose(out, plain(mirrored)["relu1_1"][..., 16:-16, 16:-16], atol=1e-5)
@@ -452,10 +456,7 @@ def test_context_passes_gradient_back_through_the_mirror_tapered():
     img = torch.rand(1, 3, 40, 48, requires_grad=True)
     ex(img)["conv"][..., 0, 5:40].sum().backward()
     ref = img.detach().clone().requires_grad_(True)
-    normalised = (ref - ex.mean) / ex.std
-    rows = torch.cat([normalised[..., :1, :].flip(-2), normalised, normalised[..., -1:, :].flip(-2)], -2)
-    padded = torch.cat([rows[..., :1].flip(-1), rows, rows[..., -1:].flip(-1)], -1)
-    F.conv2d(padded, conv.weight, conv.bias)[..., 0, 5:40].sum().backward()
+    F.conv2d(_mirror_reference((ref - ex.mean) / ex.std, 1), conv.weight, conv.bias)[..., 0, 5:40].sum().backward()
     assert torch.allclose(img.grad, ref.grad, atol=1e-5)
     assert img.grad[..., 2:, :].abs().max() == 0 and img.grad[..., 1, :].abs().max() > 0  # the rows it reaches
 

@@ -398,7 +398,7 @@ def test_slim_resize_leaves_no_grid_where_the_shuffle_head_does(tiny):
     assert scores["slim-resize"] < 0.01 and scores["slim-2x"] < 0.01
 
 
-def _saved_without(arch: str, field: str, tmp_path):
+def _saved_without(arch, field: str, tmp_path):
     """A seeded ``arch`` model and the same checkpoint loaded back with ``field`` removed from its architecture,
     as checkpoints written before the field existed are."""
     old = new_transformer(arch, seed=3, device="cpu", precision="fp32")
@@ -520,22 +520,12 @@ def test_slim_2x_checkpoints_round_trip_and_old_ones_load_without_the_final_stag
         with pytest.raises(CheckpointError):
             load_transformer(tmp_path / "bad.pth", device="cpu", precision="fp32")
     # a checkpoint written before final_norm existed (the first slim-2x: 8 channels, instance norm) rebuilds it
-    first = new_transformer(arch_config("slim-2x", final_stage=8, final_norm=True), seed=5, device="cpu",
-                            precision="fp32")
-    not_identity(first.net)
-    ckpt = first.checkpoint()
-    ckpt["arch"] = {k: v for k, v in ckpt["arch"].items() if k != "final_norm"}
-    torch.save(ckpt, tmp_path / "first.pth")
-    loaded = load_transformer(tmp_path / "first.pth", device="cpu", precision="fp32")
+    first, loaded = _saved_without(arch_config("slim-2x", final_stage=8, final_norm=True, skip_into_head=False),
+                                   "final_norm", tmp_path)
     assert loaded.config.final_norm and loaded.config.final_stage == 8 and hasattr(loaded.net, "in6")
     assert torch.equal(loaded.stylize(x), first.stylize(x))
     # one written before skip_into_head existed (the third attempt's slim-2x) rebuilds its full-resolution skip
-    third = new_transformer(arch_config("slim-2x", skip_into_head=False), seed=5, device="cpu", precision="fp32")
-    not_identity(third.net)
-    ckpt = third.checkpoint()
-    ckpt["arch"] = {k: v for k, v in ckpt["arch"].items() if k != "skip_into_head"}
-    torch.save(ckpt, tmp_path / "third.pth")
-    loaded = load_transformer(tmp_path / "third.pth", device="cpu", precision="fp32")
+    third, loaded = _saved_without(arch_config("slim-2x", skip_into_head=False), "skip_into_head", tmp_path)
     assert not loaded.config.skip_into_head and loaded.net.input_skip
     assert torch.equal(loaded.stylize(x), third.stylize(x))
     for bad in ({"input_skip": False}, {"head": "shuffle"}):
