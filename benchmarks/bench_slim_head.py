@@ -30,15 +30,17 @@ from styletx.engines.feedforward.net import ARCHITECTURES, build_network  # noqa
 
 def parse_variant(spec: str) -> Tuple[str, Dict[str, Any]]:
     """``"slim-2x"`` or ``"slim-2x:final_stage=16,channels=24/32/64,final_norm=false"`` -> (architecture name,
-    options: integers, tuples of them, ``true`` / ``false``)."""
+    options: integers, numbers with a point, tuples of integers, ``true`` / ``false``)."""
     name, _, rest = spec.partition(":")
     options: Dict[str, Any] = {}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
         if value.lower() in ("true", "false"):
             options[key] = value.lower() == "true"
+        elif "/" in value:
+            options[key] = tuple(int(v) for v in value.split("/"))
         else:
-            options[key] = tuple(int(v) for v in value.split("/")) if "/" in value else int(value)
+            options[key] = float(value) if "." in value else int(value)
     return name, options
 
 

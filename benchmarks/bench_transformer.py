@@ -28,7 +28,8 @@ Quality (``--quality``): trains ``standard``, the first slim design (``slim-v1``
 (generated pictures), style (a generated pattern), steps, crop size, seed and the weight-free ``random``
 backbone, then reports on held-out pictures the same content and style losses the
 training minimises (weighted as in training), ``styletx.metrics.score``, ``styletx.metrics.grid_score`` (4 px)
-and the training time.
+and the training time; then the three scores on four other generated pictures, the *tuning* scenes, on which
+architecture options are chosen so that the held-out figures do not flatter them.
 """
 
 from __future__ import annotations
@@ -313,6 +314,7 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
     style_path = workdir / "style.png"
     _style(256).save(style_path)
     held_out = [load_image(_scene(eval_size, eval_size, seed=1000 + i)).tensor for i in range(4)]
+    tuning = [load_image(_scene(eval_size, eval_size, seed=2000 + i)).tensor for i in range(4)]
     style_t = load_image(style_path).tensor
 
     opts = TrainOptions()
@@ -358,10 +360,15 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
             s = dict(metrics.score(y, x, style_t), grid=metrics.grid_score(y))
             for k in scores:
                 scores[k] += s[k] / len(held_out)
+        tune = {"content_ssim": 0.0, "color_distance": 0.0, "texture_distance": 0.0}
+        for x in tuning:
+            for k, v in metrics.score(tf.stylize(x), x, style_t).items():
+                tune[k] += v / len(tuning)
         last = res.losses[-20:]
         rows.append({"label": label, "kmac": macs_per_pixel(config) / 1e3, "seconds": seconds,
                      "precision": res.precision_reason or res.precision, "inference": tf.describe()["precision_reason"],
-                     "train_total": sum(v["total"] for v in last) / len(last), **terms, **scores})
+                     "train_total": sum(v["total"] for v in last) / len(last), **terms, **scores,
+                     **{f"tune_{k}": v for k, v in tune.items()}})
     print(f"quality: {steps} steps, {size} px crops, batch {batch}, backbone random, seed {seed}, Adam lr {learning_rate:g}, "
           f"default loss weights; held-out: 4 generated pictures at {eval_size} px")
     for r in rows:
@@ -375,6 +382,12 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
         print(f"| {r['label']} | {r['kmac']:.2f} | {r['seconds']:.0f} | {r['train_total']:.3f} | {r['content']:.3f} "
               f"| {r['style']:.3f} | {r['total']:.3f} | {r['content_ssim']:.3f} | {r['color_distance']:.4f} "
               f"| {r['texture_distance']:.4f} | {r['grid']:.4f} |")
+    print("tuning scenes (4 other generated pictures, for choosing options):")
+    print("| network | content_ssim | color_distance | texture_distance |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['label']} | {r['tune_content_ssim']:.3f} | {r['tune_color_distance']:.4f} "
+              f"| {r['tune_texture_distance']:.4f} |")
 
 
 def _sizes(names: Sequence[str]) -> List[Tuple[int, int]]:

@@ -18,7 +18,7 @@ from styletx.errors import CheckpointError, InputError
 from styletx.api import stylize_files
 from styletx.engines.feedforward.model import load_transformer, new_transformer
 from styletx.engines.feedforward.net import (
-    ARCHITECTURES, ResizeConvHead, TransformerNet, arch_config, build_network, macs_per_pixel,
+    ARCHITECTURES, ArchConfig, ResizeConvHead, TransformerNet, arch_config, build_network, macs_per_pixel,
 )
 from styletx.engines.feedforward.rewrites import inference_network
 from styletx.io.image import load_image
@@ -450,13 +450,11 @@ def test_slim_2x_has_a_half_resolution_stage_and_a_2x_resize_head():
     # a 3x3 conv at full resolution, folded at 1/2, of the stage's 4 channels and the input averaged to 1/2
     assert net.deconv3.conv2d.weight.shape == (3, 4 + 3, 3, 3) and cfg.skip_into_head and not net.input_skip
     assert net.multiple == 16 and net.min_size == 32  # the padding is the stem's, as for slim
+    # it starts from the photo at half contrast with random texture over it (the untrained network: below)
+    assert cfg.skip_gain == 0.5 and not cfg.head_zero_init
     x = torch.rand(1, 3, 40, 36)
     with torch.no_grad():
-        # untrained: the input averaged over 2x2 blocks and resized back up (bilinear), inside the 1-px border
-        # where the head's reflection pad and the resize's clamp differ
-        back = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear", align_corners=False)
-        assert torch.allclose(net(x)[..., 1:-1, 1:-1], back[..., 1:-1, 1:-1], atol=1e-6)
-        plain = build_network("slim-2x", seed=0, skip_into_head=False)  # the skip added at full resolution
+        plain = build_network("slim-2x", seed=0, skip_into_head=False, head_zero_init=True)  # skip at full res
         assert torch.allclose(plain(x), x, atol=1e-6) and plain.deconv3.conv2d.weight.shape == (3, 4, 3, 3)
         feats = {}
         net.stage2x.register_forward_hook(lambda _m, _i, out: feats.setdefault("stage2x", out))
@@ -531,6 +529,45 @@ def test_slim_2x_checkpoints_round_trip_and_old_ones_load_without_the_final_stag
     for bad in ({"input_skip": False}, {"head": "shuffle"}):
         with pytest.raises(InputError, match="skip_into_head"):
             arch_config("slim-2x", **bad)
+
+
+def test_skip_gain_starts_the_network_from_a_lower_contrast_photo(tmp_path):
+    """skip_gain g, the head's feature taps at zero: the untrained slim-2x returns g * (the input averaged over 2x2,
+    resized back up) + (1 - g) / 2, i.e. the photo's contrast scaled by g around mid-grey (inside the 1-px border
+    where the head's reflection pad and the resize's clamp differ); a checkpoint keeps its trained weights
+    whatever the field says, and one written before the field existed loads unchanged."""
+    x = torch.rand(1, 3, 40, 36)
+    back = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        for gain in (1.0, 0.5, 0.0):
+            y = build_network("slim-2x", seed=0, skip_gain=gain, head_zero_init=True)(x)
+            assert torch.allclose(y[..., 1:-1, 1:-1], gain * back[..., 1:-1, 1:-1] + (1 - gain) / 2, atol=1e-6)
+    assert ARCHITECTURES["slim-2x"].skip_gain == arch_config("slim-2x").skip_gain
+    for bad in (-0.1, 1.5, True, "0.5", None):
+        with pytest.raises(InputError, match="skip_gain"):
+            arch_config("slim-2x", skip_gain=bad)
+    for field, value in (("skip_gain", 0.25), ("head_zero_init", False)):
+        old, loaded = _saved_without(arch_config("slim-2x", **{field: value}), field, tmp_path)
+        assert getattr(loaded.config, field) == getattr(ArchConfig(), field)  # only the initialisation ...
+        assert torch.equal(loaded.stylize(x), old.stylize(x))  # ... not the trained weights
+
+
+def test_head_zero_init_false_starts_the_head_random_but_keeps_the_skip_taps():
+    zero = build_network("slim-2x", seed=0, head_zero_init=True, skip_gain=0.5)
+    rand = build_network("slim-2x", seed=0, head_zero_init=False, skip_gain=0.5)
+    for net in (zero, rand):  # the skip's taps: the gain at the centre of each channel's own tap, zero elsewhere
+        w = net.deconv3.conv2d.weight.detach()[:, 4:]
+        assert torch.equal(w, 0.5 * torch.eye(3)[:, :, None, None] * F.pad(torch.ones(1, 1), (1, 1, 1, 1)))
+    assert float(zero.deconv3.conv2d.weight.detach()[:, :4].abs().max()) == 0.0
+    features = rand.deconv3.conv2d.weight.detach()[:, :4]
+    bound = 1 / (7 * 9) ** 0.5  # PyTorch's default conv init: uniform within 1 / sqrt(fan_in)
+    assert 0.5 * bound < float(features.abs().max()) <= bound and float(features.std()) > 0.2 * bound
+    x = torch.rand(1, 3, 40, 36)
+    with torch.no_grad():
+        assert float((rand(x) - zero(x)).abs().mean()) > 1e-3  # random texture over the faded photo
+    for bad in (0, 1, "false", None):
+        with pytest.raises(InputError, match="head_zero_init"):
+            arch_config("slim-2x", head_zero_init=bad)
 
 
 def test_final_stage_options_are_checked():

@@ -77,7 +77,13 @@ class ArchConfig:
     as the identity, so an untrained network returns the input resized down and back up) instead of being added to
     the output at full resolution: the network can then replace the photo's finest detail, which a head at 1/2
     resolution cannot cancel when the input is added whole (default false, what checkpoints saved without the field
-    load with)."""
+    load with). ``skip_gain`` (with ``skip_into_head``): the starting weight of those taps, in [0, 1]; the head's
+    bias starts at (1 - gain) / 2 of the value range, so an untrained network returns the input, resized down and
+    up, with its contrast scaled by the gain around mid-grey (1, the default: the input itself).
+    ``head_zero_init`` (with ``input_skip``): the head's taps on the network's own features start at zero, so an
+    untrained network is exactly its skip (default true); false: PyTorch's default (uniform) initialisation, so
+    training starts from the skip with random texture over it. The last two are only the initialisation: a
+    trained network's weights are what they learned, and checkpoints saved without the fields load unchanged."""
 
     name: str = "standard"
     channels: Tuple[int, int, int] = (32, 64, 128)
@@ -92,6 +98,8 @@ class ArchConfig:
     final_stage: int = 0
     final_norm: bool = True
     skip_into_head: bool = False
+    skip_gain: float = 1.0
+    head_zero_init: bool = True
 
     @property
     def head_scale(self) -> int:
@@ -133,7 +141,10 @@ class ArchConfig:
                              f"kernel_out {self.kernel_out!r}")
         if self.skip_into_head is True and (self.input_skip is not True or self.head != "resize"):
             raise InputError("arch skip_into_head: needs input_skip and the resize head")
-        for name in ("separable", "input_skip", "final_norm", "skip_into_head"):
+        g = self.skip_gain
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g <= 1:
+            raise InputError(f"arch skip_gain: expected a number in [0, 1], got {g!r}")
+        for name in ("separable", "input_skip", "final_norm", "skip_into_head", "head_zero_init"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"arch {name}: expected true or false, got {getattr(self, name)!r}")
         return self
@@ -170,10 +181,12 @@ ARCHITECTURES: Dict[str, ArchConfig] = {
     #: ``slim-resize`` with a final stage of 4 channels at 1/2 resolution (instance norm), a 2x resize head, and
     #: the input skip into the head (issue 9: 8 channels before 2026-12-03's third attempt, over the speed bar in
     #: ONNX Runtime; the skip added at full resolution before its fourth, which left the photo's fine detail
-    #: whole and the style weak: docs/benchmarks.md, 2026-12-03).
+    #: whole and the style weak: docs/benchmarks.md, 2026-12-03). Trained from the photo at half contrast with
+    #: random texture over it (skip_gain 0.5, head_zero_init false; chosen on tuning scenes, 2026-12-04: starting
+    #: from the photo itself kept it nearly whole, content_ssim 0.84, with little of the style's colour).
     "slim-2x": ArchConfig(
         "slim-2x", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
-        input_skip=True, head="resize", final_stage=4, skip_into_head=True,
+        input_skip=True, head="resize", final_stage=4, skip_into_head=True, skip_gain=0.5, head_zero_init=False,
     ),
 }
 
@@ -361,14 +374,17 @@ class TransformerNet(nn.Module):
             self.deconv3 = ConvLayer(c_in, 3 * r * r, config.kernel_out)
         #: the input is added to the output at full resolution
         self.input_skip = bool(config.input_skip) and not self.skip_into_head
-        if config.input_skip:  # start as the identity: output = input + 0 (or the input's channels passed on)
+        if config.input_skip and config.head_zero_init:  # start as the identity: output = input + 0
             nn.init.zeros_(self.deconv3.conv2d.weight)
             nn.init.zeros_(self.deconv3.conv2d.bias)
         if self.skip_into_head:
             k = self.deconv3.conv2d.weight.shape[-1]
+            gain = float(config.skip_gain)
             with torch.no_grad():
+                self.deconv3.conv2d.weight[:, c_head:] = 0.0
                 for c in range(3):
-                    self.deconv3.conv2d.weight[c, c_head + c, k // 2, k // 2] = 1.0
+                    self.deconv3.conv2d.weight[c, c_head + c, k // 2, k // 2] = gain
+                self.deconv3.conv2d.bias.fill_((1.0 - gain) / 2 * float(config.value_range))
         self.value_range = float(config.value_range)
         self.unshuffle = int(config.unshuffle)
         self.multiple = self.MULTIPLE * self.unshuffle
