@@ -450,8 +450,8 @@ def test_slim_2x_has_a_half_resolution_stage_and_a_2x_resize_head():
     # a 3x3 conv at full resolution, folded at 1/2, of the stage's 4 channels and the input averaged to 1/2
     assert net.deconv3.conv2d.weight.shape == (3, 4 + 3, 3, 3) and cfg.skip_into_head and not net.input_skip
     assert net.multiple == 16 and net.min_size == 32  # the padding is the stem's, as for slim
-    # it starts from the photo at half contrast with random texture over it (the untrained network: below)
-    assert cfg.skip_gain == 0.5 and not cfg.head_zero_init
+    # it starts from the photo with random texture over it (the untrained network: below)
+    assert cfg.skip_gain == 1.0 and not cfg.head_zero_init
     x = torch.rand(1, 3, 40, 36)
     with torch.no_grad():
         plain = build_network("slim-2x", seed=0, skip_into_head=False, head_zero_init=True)  # skip at full res
