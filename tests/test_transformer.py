@@ -542,10 +542,11 @@ def test_skip_gain_starts_the_network_from_a_lower_contrast_photo(tmp_path):
         for gain in (1.0, 0.5, 0.0):
             y = build_network("slim-2x", seed=0, skip_gain=gain, head_zero_init=True)(x)
             assert torch.allclose(y[..., 1:-1, 1:-1], gain * back[..., 1:-1, 1:-1] + (1 - gain) / 2, atol=1e-6)
-    assert ARCHITECTURES["slim-2x"].skip_gain == arch_config("slim-2x").skip_gain
     for bad in (-0.1, 1.5, True, "0.5", None):
         with pytest.raises(InputError, match="skip_gain"):
             arch_config("slim-2x", skip_gain=bad)
+    with pytest.raises(InputError, match="skip_gain: needs skip_into_head"):
+        arch_config("slim", skip_gain=0.5)
     for field, value in (("skip_gain", 0.25), ("head_zero_init", False)):
         old, loaded = _saved_without(arch_config("slim-2x", **{field: value}), field, tmp_path)
         assert getattr(loaded.config, field) == getattr(ArchConfig(), field)  # only the initialisation ...

@@ -144,6 +144,8 @@ class ArchConfig:
         g = self.skip_gain
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g <= 1:
             raise InputError(f"arch skip_gain: expected a number in [0, 1], got {g!r}")
+        if g != 1 and self.skip_into_head is not True:
+            raise InputError("arch skip_gain: needs skip_into_head (the skip's taps in the head)")
         for name in ("separable", "input_skip", "final_norm", "skip_into_head", "head_zero_init"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"arch {name}: expected true or false, got {getattr(self, name)!r}")
