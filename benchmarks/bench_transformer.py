@@ -304,6 +304,11 @@ def _style(size: int):
     return Image.fromarray((np.clip(arr, 0, 1) * 255).astype(np.uint8), "RGB")
 
 
+def _mean(values: Sequence[Dict[str, float]]) -> Dict[str, float]:
+    """The mean of each key over dicts that all have the same keys."""
+    return {k: sum(v[k] for v in values) / len(values) for k in values[0]}
+
+
 def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
             labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize"), precision: str = "auto",
             learning_rate: float = 1e-3, seed: int = 0) -> None:
@@ -344,8 +349,7 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
         finally:
             ARCHITECTURES[arch] = saved
         tf = res.transformer
-        terms = {"content": 0.0, "style": 0.0, "total": 0.0}
-        scores = {"content_ssim": 0.0, "color_distance": 0.0, "texture_distance": 0.0, "grid": 0.0}
+        per_picture = []
         for x in held_out:
             y = tf.stylize(x)
             with torch.no_grad():
@@ -355,19 +359,14 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
                                style_layer_weights=style_norm, content_weight=opts.content_weight,
                                style_weight=opts.style_weight, tv_weight=opts.tv_weight,
                                content_layer_weights=target_scaled_weights(targets, content_w)).as_floats()
-            for k in terms:
-                terms[k] += t[k] / len(held_out)
-            s = dict(metrics.score(y, x, style_t), grid=metrics.grid_score(y))
-            for k in scores:
-                scores[k] += s[k] / len(held_out)
-        tune = {"content_ssim": 0.0, "color_distance": 0.0, "texture_distance": 0.0}
-        for x in tuning:
-            for k, v in metrics.score(tf.stylize(x), x, style_t).items():
-                tune[k] += v / len(tuning)
+            per_picture.append({**{k: t[k] for k in ("content", "style", "total")},
+                                **metrics.score(y, x, style_t), "grid": metrics.grid_score(y)})
+        held = _mean(per_picture)
+        tune = _mean([metrics.score(tf.stylize(x), x, style_t) for x in tuning])
         last = res.losses[-20:]
         rows.append({"label": label, "kmac": macs_per_pixel(config) / 1e3, "seconds": seconds,
                      "precision": res.precision_reason or res.precision, "inference": tf.describe()["precision_reason"],
-                     "train_total": sum(v["total"] for v in last) / len(last), **terms, **scores,
+                     "train_total": sum(v["total"] for v in last) / len(last), **held,
                      **{f"tune_{k}": v for k, v in tune.items()}})
     print(f"quality: {steps} steps, {size} px crops, batch {batch}, backbone random, seed {seed}, Adam lr {learning_rate:g}, "
           f"default loss weights; held-out: 4 generated pictures at {eval_size} px")
