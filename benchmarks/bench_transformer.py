@@ -29,7 +29,10 @@ Quality (``--quality``): trains ``standard``, the first slim design (``slim-v1``
 backbone, then reports on held-out pictures the same content and style losses the
 training minimises (weighted as in training), ``styletx.metrics.score``, ``styletx.metrics.grid_score`` (4 px)
 and the training time; then the three scores on four other generated pictures, the *tuning* scenes, on which
-architecture options are chosen so that the held-out figures do not flatter them.
+architecture options are chosen so that the held-out figures do not flatter them. ``--photos STYLE`` does the
+same on real photos: it trains on scikit-image's bundled photos (the gallery's training set less the tuning and
+held-out ones), reports on chelsea (the gallery's cat), astronaut and stereo_motorcycle, and tunes on coffee and
+rocket, with the style picture given (e.g. examples/mosaic.jpg).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -66,6 +69,12 @@ from styletx.tensors import resize_longest  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_slim_head import parse_variant  # noqa: E402
+from photos import TRAINING_PHOTOS, skimage_photo, write_photos  # noqa: E402
+
+#: ``--photos``: the scikit-image photos reported on (the gallery's two shown ones and one it trains on) and tuned
+#: on; neither set is trained on
+PHOTO_HELD_OUT = ("chelsea", "astronaut", "stereo_motorcycle")
+PHOTO_TUNING = ("coffee", "rocket")
 
 #: The slim design before 2026-11-26 (pixel-unshuffle 2, pixel-shuffle head); kept here to measure against.
 SLIM_V1 = ArchConfig("slim", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3,
@@ -309,9 +318,9 @@ def _mean(values: Sequence[Dict[str, float]]) -> Dict[str, float]:
     return {k: sum(v[k] for v in values) / len(values) for k in values[0]}
 
 
-def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
-            labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize"), precision: str = "auto",
-            learning_rate: float = 1e-3, seed: int = 0) -> None:
+def _generated_set(workdir: Path, eval_size: int) -> Tuple[Path, Path, List[torch.Tensor], List[torch.Tensor], str]:
+    """24 generated training pictures and a generated style written under ``workdir``; 4 held-out and 4 tuning
+    scenes at ``eval_size`` px. Returns (data folder, style path, held-out, tuning, a description)."""
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     for i in range(24):
@@ -320,6 +329,29 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
     _style(256).save(style_path)
     held_out = [load_image(_scene(eval_size, eval_size, seed=1000 + i)).tensor for i in range(4)]
     tuning = [load_image(_scene(eval_size, eval_size, seed=2000 + i)).tensor for i in range(4)]
+    return data, style_path, held_out, tuning, f"4 generated pictures at {eval_size} px"
+
+
+def _photo_set(workdir: Path, eval_size: int, style: Path) -> Tuple[Path, Path, List[torch.Tensor],
+                                                                    List[torch.Tensor], str]:
+    """scikit-image's photos: the gallery's training photos less PHOTO_TUNING and PHOTO_HELD_OUT to train on, those
+    two sets (resized to ``eval_size`` px on the longer side) to tune on and to report on; ``style``, a picture."""
+    data = workdir / "photos"
+    data.mkdir(parents=True, exist_ok=True)
+    write_photos([p for p in TRAINING_PHOTOS if p not in PHOTO_TUNING + PHOTO_HELD_OUT], data)
+
+    def pictures(names: Sequence[str]) -> List[torch.Tensor]:
+        return [resize_longest(load_image(skimage_photo(n)).tensor, eval_size) for n in names]
+
+    return (data, style, pictures(PHOTO_HELD_OUT), pictures(PHOTO_TUNING),
+            f"{len(PHOTO_HELD_OUT)} photos ({', '.join(PHOTO_HELD_OUT)}) at {eval_size} px, style {style.name}")
+
+
+def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
+            labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize"), precision: str = "auto",
+            learning_rate: float = 1e-3, seed: int = 0, photo_style: Optional[Path] = None) -> None:
+    data, style_path, held_out, tuning, described = (
+        _generated_set(workdir, eval_size) if photo_style is None else _photo_set(workdir, eval_size, photo_style))
     style_t = load_image(style_path).tensor
 
     opts = TrainOptions()
@@ -369,7 +401,7 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
                      "train_total": sum(v["total"] for v in last) / len(last), **held,
                      **{f"tune_{k}": v for k, v in tune.items()}})
     print(f"quality: {steps} steps, {size} px crops, batch {batch}, backbone random, seed {seed}, Adam lr {learning_rate:g}, "
-          f"default loss weights; held-out: 4 generated pictures at {eval_size} px")
+          f"default loss weights; held-out: {described}")
     for r in rows:
         print(f"  {r['label']}: training in {r['precision']}; held-out inference in {r['inference']}")
     inputs_grid = sum(metrics.grid_score(x) for x in held_out) / len(held_out)
@@ -381,7 +413,8 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
         print(f"| {r['label']} | {r['kmac']:.2f} | {r['seconds']:.0f} | {r['train_total']:.3f} | {r['content']:.3f} "
               f"| {r['style']:.3f} | {r['total']:.3f} | {r['content_ssim']:.3f} | {r['color_distance']:.4f} "
               f"| {r['texture_distance']:.4f} | {r['grid']:.4f} |")
-    print("tuning scenes (4 other generated pictures, for choosing options):")
+    print("tuning pictures (for choosing options):", "4 other generated pictures" if photo_style is None
+          else ", ".join(PHOTO_TUNING))
     print("| network | content_ssim | color_distance | texture_distance |")
     print("|---|---|---|---|")
     for r in rows:
@@ -424,6 +457,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0,
                     help="--quality seed: the network's initialisation, the crops and the weight-free loss network")
     ap.add_argument("--learning-rate", type=float, default=1e-3, help="--quality training: Adam step size")
+    ap.add_argument("--photos", metavar="STYLE", default=None,
+                    help="--quality on scikit-image's photos (PHOTO_HELD_OUT, PHOTO_TUNING; the rest of the gallery's "
+                    "training photos to train on) with this style picture, instead of generated ones")
     ap.add_argument("--workdir", default=None, help="folder for data and checkpoints (default: a temporary one)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -436,7 +472,8 @@ def main() -> None:
         os.environ["STYLETX_CACHE_DIR"] = str(Path(tmp) / "cache")  # empty: auto measures
         if args.quality:
             quality(args.steps, args.train_size, args.batch_size, args.eval_size, Path(args.workdir or tmp),
-                    args.variants, args.train_precision, args.learning_rate, args.seed)
+                    args.variants, args.train_precision, args.learning_rate, args.seed,
+                    Path(args.photos) if args.photos else None)
         else:
             speed(args)
     print(f"total {time.perf_counter() - started:.0f} s")

@@ -17,6 +17,7 @@ import argparse
 import datetime
 import json
 import platform
+import sys
 import tempfile
 import time
 import warnings
@@ -34,6 +35,9 @@ from styletx.options import StylizeOptions
 from styletx.tensors import resize_longest, to_pil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from photos import TRAINING_PHOTOS, write_photos  # noqa: E402  (scikit-image's photos the transformer trains on)
+
 EXAMPLES = ROOT / "examples"
 OUT = Path(__file__).resolve().parent / "gallery"
 
@@ -51,9 +55,6 @@ COMPARED = [("compare-cat-swirls", "cat.jpg", "swirls.jpg"), ("compare-astronaut
 TRANSFORMER = {"arch": "slim-2x", "steps": 400, "size": 160, "batch_size": 2, "seed": 0, "checkpoint_every": 0}
 TRANSFORMER_STYLE = "mosaic.jpg"
 TRANSFORMER_SHOWN = ("cat.jpg", "astronaut.jpg")
-#: scikit-image's bundled photos used as training data (chelsea and astronaut are the shown pictures: left out)
-TRAINING_PHOTOS = ("coffee", "rocket", "stereo_motorcycle", "immunohistochemistry", "hubble_deep_field", "retina",
-                   "colorwheel", "camera", "brick", "clock", "coins", "horse", "moon", "page", "gravel", "grass")
 
 
 def strip(content: Path, style: Path, *results: Image.Image, labels: tuple = ("result",),
@@ -134,17 +135,11 @@ def comparison_rows() -> list:
 
 def transformer_rows() -> list:
     """Train TRANSFORMER on scikit-image's photos, then stylise the unseen TRANSFORMER_SHOWN pictures."""
-    import numpy as np
-    import skimage.data
-
     style = EXAMPLES / TRANSFORMER_STYLE
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "photos"
         data.mkdir()
-        for photo in TRAINING_PHOTOS:
-            arr = getattr(skimage.data, photo)()
-            arr = arr[0] if isinstance(arr, tuple) else arr
-            Image.fromarray(np.asarray(arr)).convert("RGB").save(data / f"{photo}.png")
+        write_photos(TRAINING_PHOTOS, data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             trained = styletx.train(style, data, Path(tmp) / "model.pth", overwrite=True, **TRANSFORMER)
