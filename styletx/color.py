@@ -21,12 +21,14 @@ from torch import Tensor
 from .errors import InputError
 from .tensors import resize_to
 
-__all__ = ["match_histogram", "transfer_luminance", "rgb_to_ycbcr", "ycbcr_to_rgb", "MATCH_METHODS"]
+__all__ = ["match_histogram", "transfer_luminance", "rgb_to_ycbcr", "ycbcr_to_rgb", "MATCH_METHODS", "LUMA_WEIGHTS"]
 
 #: Methods of :func:`match_histogram`.
 MATCH_METHODS = ("histogram", "linear", "channels")
 
 _KR, _KG, _KB = 0.299, 0.587, 0.114
+#: The luminance of an RGB pixel as the weighted sum of its channels (ITU-R BT.601, as everywhere here).
+LUMA_WEIGHTS = (_KR, _KG, _KB)
 _CB_SCALE = 0.5 / (1.0 - _KB)  # 0.5643
 _CR_SCALE = 0.5 / (1.0 - _KR)  # 0.7133
 

@@ -18,7 +18,7 @@ from styletx.errors import CheckpointError, InputError
 from styletx.api import stylize_files
 from styletx.engines.feedforward.model import load_transformer, new_transformer
 from styletx.engines.feedforward.net import (
-    ARCHITECTURES, ArchConfig, ResizeConvHead, TransformerNet, arch_config, build_network, macs_per_pixel,
+    ARCHITECTURES, ArchConfig, ResizeConvHead, TransformerNet, arch_config, block_mean, build_network, macs_per_pixel,
 )
 from styletx.engines.feedforward.rewrites import inference_network
 from styletx.io.image import load_image
@@ -551,6 +551,41 @@ def test_skip_gain_starts_the_network_from_a_lower_contrast_photo(tmp_path):
         old, loaded = _saved_without(arch_config("slim-2x", **{field: value}), field, tmp_path)
         assert getattr(loaded.config, field) == getattr(ArchConfig(), field)  # only the initialisation ...
         assert torch.equal(loaded.stylize(x), old.stylize(x))  # ... not the trained weights
+
+
+def test_block_mean_is_the_average_pool():
+    """The skip into the head is averaged by strided slices (faster than avg_pool2d on CPUs): the same values."""
+    for r in (1, 2, 4):
+        x = torch.rand(2, 3, 8 * r, 4 * r)
+        assert torch.allclose(block_mean(x, r), F.avg_pool2d(x, r), atol=1e-6)
+    x = torch.zeros(1, 1, 4, 4)
+    x[..., 0, 1] = 4.0  # one 2x2 block holds a 4: its mean is 1, the others' 0
+    assert torch.equal(block_mean(x, 2), torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]]))
+
+
+def test_skip_chroma_starts_the_network_from_a_desaturated_photo(tmp_path):
+    """skip_chroma c: output channel k's skip taps start as gain * (c * input k + (1 - c) * the BT.601 luminance),
+    so the untrained slim-2x with the feature taps at zero returns that mix of the input averaged over 2x2 and
+    resized back up (inside the 1-px border; c = 0: the photo in grey); a trained checkpoint keeps its weights."""
+    x = torch.rand(1, 3, 40, 36)
+    back = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear", align_corners=False)
+    luma = (0.299 * back[:, 0] + 0.587 * back[:, 1] + 0.114 * back[:, 2])[:, None]
+    with torch.no_grad():
+        for gain, chroma in ((1.0, 0.0), (0.5, 0.0), (1.0, 0.25), (0.75, 1.0)):
+            net = build_network("slim-2x", seed=0, skip_chroma=chroma, skip_gain=gain, head_zero_init=True)
+            want = gain * (chroma * back + (1 - chroma) * luma) + (1 - gain) / 2
+            assert torch.allclose(net(x)[..., 1:-1, 1:-1], want[..., 1:-1, 1:-1], atol=1e-6)
+        grey = build_network("slim-2x", seed=0, skip_chroma=0.0, head_zero_init=True)(x)
+        assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
+        rand = build_network("slim-2x", seed=0, skip_chroma=0.0)  # random texture over the grey photo
+        assert float((rand(x) - luma).abs().mean()) > 1e-3
+    for bad in (-0.1, 1.5, True, "0", None):
+        with pytest.raises(InputError, match="skip_chroma"):
+            arch_config("slim-2x", skip_chroma=bad)
+    with pytest.raises(InputError, match="skip_chroma: needs skip_into_head"):
+        arch_config("slim-resize", skip_chroma=0.0)
+    old, loaded = _saved_without(arch_config("slim-2x", skip_chroma=0.0), "skip_chroma", tmp_path)
+    assert loaded.config.skip_chroma == 1.0 and torch.equal(loaded.stylize(x), old.stylize(x))
 
 
 def test_head_zero_init_false_starts_the_head_random_but_keeps_the_skip_taps():

@@ -32,11 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...color import LUMA_WEIGHTS
 from ...errors import CheckpointError, InputError
 from ...tensors import pad_to_multiple
 
 __all__ = ["ArchConfig", "ARCHITECTURES", "HEADS", "arch_config", "TransformerNet", "ResizeConvHead", "build_network",
-           "macs_per_pixel"]
+           "macs_per_pixel", "block_mean"]
 
 #: Instance-norm epsilon (PyTorch's default, as in pytorch/examples).
 _EPS = 1e-5
@@ -80,6 +81,10 @@ class ArchConfig:
     load with). ``skip_gain`` (with ``skip_into_head``): the starting weight of those taps, in [0, 1]; the head's
     bias starts at (1 - gain) / 2 of the value range, so an untrained network returns the input, resized down and
     up, with its contrast scaled by the gain around mid-grey (1, the default: the input itself).
+    ``skip_chroma`` (with ``skip_into_head``): how much of the input's colour those taps start with, in [0, 1]: each
+    output channel starts as ``chroma`` x its own input channel + (1 - ``chroma``) x the input's luminance (BT.601
+    weights), so 0 starts from the photo in grey and leaves the palette to the network to learn (1, the default:
+    the photo in its own colours).
     ``head_zero_init`` (with ``input_skip``): the head's taps on the network's own features start at zero, so an
     untrained network is exactly its skip (default true); false: PyTorch's default (uniform) initialisation, so
     training starts from the skip with random texture over it. The last two are only the initialisation: a
@@ -100,6 +105,7 @@ class ArchConfig:
     skip_into_head: bool = False
     skip_gain: float = 1.0
     head_zero_init: bool = True
+    skip_chroma: float = 1.0
 
     @property
     def head_scale(self) -> int:
@@ -141,11 +147,12 @@ class ArchConfig:
                              f"kernel_out {self.kernel_out!r}")
         if self.skip_into_head is True and (self.input_skip is not True or self.head != "resize"):
             raise InputError("arch skip_into_head: needs input_skip and the resize head")
-        g = self.skip_gain
-        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g <= 1:
-            raise InputError(f"arch skip_gain: expected a number in [0, 1], got {g!r}")
-        if g != 1 and self.skip_into_head is not True:
-            raise InputError("arch skip_gain: needs skip_into_head (the skip's taps in the head)")
+        for name in ("skip_gain", "skip_chroma"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise InputError(f"arch {name}: expected a number in [0, 1], got {v!r}")
+            if v != 1 and self.skip_into_head is not True:
+                raise InputError(f"arch {name}: needs skip_into_head (the skip's taps in the head)")
         for name in ("separable", "input_skip", "final_norm", "skip_into_head", "head_zero_init"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"arch {name}: expected true or false, got {getattr(self, name)!r}")
@@ -328,6 +335,21 @@ class ResizeConvHead(nn.Module):
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), k, b)
 
 
+def block_mean(x: Tensor, r: int) -> Tensor:
+    """(N, C, H, W) -> (N, C, H / r, W / r): the mean of each r x r block (H and W multiples of r), as
+    ``F.avg_pool2d(x, r)``, summed from strided row slices then column slices (on one CPU thread at 1280x720,
+    r = 2: about 2 ms against 15 for ``avg_pool2d``)."""
+    if r == 1:
+        return x
+    rows = x[..., 0::r, :]
+    for i in range(1, r):
+        rows = rows + x[..., i::r, :]
+    blocks = rows[..., 0::r]
+    for j in range(1, r):
+        blocks = blocks + rows[..., j::r]
+    return blocks * (1.0 / (r * r))
+
+
 class TransformerNet(nn.Module):
     """The image transformation network. ``forward``: (N, 3, H, W) in [0, 1] -> (N, 3, H, W) about [0, 1].
 
@@ -381,11 +403,12 @@ class TransformerNet(nn.Module):
             nn.init.zeros_(self.deconv3.conv2d.bias)
         if self.skip_into_head:
             k = self.deconv3.conv2d.weight.shape[-1]
-            gain = float(config.skip_gain)
+            gain, chroma = float(config.skip_gain), float(config.skip_chroma)
+            # output channel c = gain * (chroma * input c + (1 - chroma) * luminance): a desaturation, then the gain
+            taps = gain * (chroma * torch.eye(3) + (1 - chroma) * torch.tensor(LUMA_WEIGHTS).expand(3, 3))
             with torch.no_grad():
                 self.deconv3.conv2d.weight[:, c_head:] = 0.0
-                for c in range(3):
-                    self.deconv3.conv2d.weight[c, c_head + c, k // 2, k // 2] = gain
+                self.deconv3.conv2d.weight[:, c_head:, k // 2, k // 2] = taps
                 self.deconv3.conv2d.bias.fill_((1.0 - gain) / 2 * float(config.value_range))
         self.value_range = float(config.value_range)
         self.unshuffle = int(config.unshuffle)
@@ -412,7 +435,7 @@ class TransformerNet(nn.Module):
             y = self.stage2x(y)
             y = F.relu(self.in6(y) if self.config.final_norm else y)
         if self.skip_into_head:
-            y = torch.cat([y, F.avg_pool2d(x_in, self.head_scale)], 1)
+            y = torch.cat([y, block_mean(x_in, self.head_scale)], 1)
         y = self.deconv3(y)
         if self.head_scale > 1:
             y = self.depth_to_space(y) if hasattr(self, "depth_to_space") else F.pixel_shuffle(y, self.head_scale)
