@@ -58,7 +58,7 @@ import styletx  # noqa: E402
 from styletx import metrics  # noqa: E402
 from styletx.device import ENV_PRECISION, bf16_supported  # noqa: E402
 from styletx.engines.feedforward.backends import onnxruntime_available  # noqa: E402
-from styletx.engines.feedforward.model import FeedForwardModel  # noqa: E402
+from styletx.engines.feedforward.model import FeedForwardModel, load_transformer  # noqa: E402
 from styletx.engines.feedforward.net import ARCHITECTURES, ArchConfig, build_network, macs_per_pixel  # noqa: E402
 from styletx.features import extractor_for  # noqa: E402
 from styletx.io.image import load_image  # noqa: E402
@@ -347,28 +347,72 @@ def _photo_set(workdir: Path, eval_size: int, style: Path) -> Tuple[Path, Path, 
             f"{len(PHOTO_HELD_OUT)} photos ({', '.join(PHOTO_HELD_OUT)}) at {eval_size} px, style {style.name}")
 
 
-def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
-            labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize"), precision: str = "auto",
-            learning_rate: float = 1e-3, seed: int = 0, photo_style: Optional[Path] = None) -> None:
-    data, style_path, held_out, tuning, described = (
-        _generated_set(workdir, eval_size) if photo_style is None else _photo_set(workdir, eval_size, photo_style))
-    style_t = load_image(style_path).tensor
+def _scored(tf: FeedForwardModel, pictures: Sequence[torch.Tensor], loss: Dict[str, object],
+            style_t: torch.Tensor) -> Dict[str, float]:
+    """Mean over ``pictures`` of the training's content, style and total losses (``loss``: the loss network and its
+    targets, as :func:`_loss_setup` makes them), ``metrics.score`` and ``metrics.grid_score`` of ``tf``'s results."""
+    opts, extractor = loss["opts"], loss["extractor"]
+    per_picture = []
+    for x in pictures:
+        y = tf.stylize(x)
+        with torch.no_grad():
+            cf = extractor(x)
+            targets = {k: cf[k].float() for k in opts.content_layers}
+            t = total_loss(y, extractor(y), content_targets=targets, style_grams=loss["grams"],
+                           style_layer_weights=loss["style_norm"], content_weight=opts.content_weight,
+                           style_weight=opts.style_weight, tv_weight=opts.tv_weight,
+                           content_layer_weights=target_scaled_weights(targets, loss["content_w"])).as_floats()
+        per_picture.append({**{k: t[k] for k in ("content", "style", "total")},
+                            **metrics.score(y, x, style_t), "grid": metrics.grid_score(y)})
+    return _mean(per_picture)
 
+
+def _loss_setup(style_t: torch.Tensor, size: int, seed: int) -> Dict[str, object]:
+    """The weight-free loss network of ``seed`` and the style's Gram targets at ``size`` px, weighted as training
+    weights them (default TrainOptions)."""
     opts = TrainOptions()
-    extractor = extractor_for("random", None, feature_layers(opts.content_layers, opts.style_layers), seed=seed, device="cpu").eval()
+    extractor = extractor_for("random", None, feature_layers(opts.content_layers, opts.style_layers), seed=seed,
+                              device="cpu").eval()
     with torch.no_grad():
         sf = extractor(resize_longest(style_t, size).clamp(0, 1))
         grams = {k: gram_matrix(sf[k]).float() for k in opts.style_layers}
-    style_norm = target_scaled_weights(grams, normalised_layer_weights(opts.style_layers, None))
-    content_w = normalised_layer_weights(opts.content_layers, None)
+    return {"opts": opts, "extractor": extractor, "grams": grams,
+            "style_norm": target_scaled_weights(grams, normalised_layer_weights(opts.style_layers, None)),
+            "content_w": normalised_layer_weights(opts.content_layers, None)}
+
+
+def _print_scores(title: str, rows: Sequence[Dict[str, object]], prefix: str) -> None:
+    print(title)
+    print("| network | held-out content | held-out style | held-out total | content_ssim | color_distance "
+          "| texture_distance | grid_score |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['label']} | {r[prefix + 'content']:.3f} | {r[prefix + 'style']:.3f} | {r[prefix + 'total']:.3f} "
+              f"| {r[prefix + 'content_ssim']:.3f} | {r[prefix + 'color_distance']:.4f} "
+              f"| {r[prefix + 'texture_distance']:.4f} | {r[prefix + 'grid']:.4f} |")
+
+
+def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
+            labels: Sequence[str] = ("standard", "slim-v1", "slim", "slim-resize"), precision: str = "auto",
+            learning_rate: float = 1e-3, seed: int = 0, photo_style: Optional[Path] = None,
+            checkpoints: Sequence[Path] = (), more_scenes: int = 0) -> None:
+    """Train each of ``labels`` (or, with ``checkpoints``, score those saved networks instead: trained by an earlier
+    run with the same ``seed`` and style) and print their held-out and tuning scores; ``more_scenes`` (generated
+    pictures only) also scores that many further generated pictures (seeds 3000 on), a larger held-out set."""
+    data, style_path, held_out, tuning, described = (
+        _generated_set(workdir, eval_size) if photo_style is None else _photo_set(workdir, eval_size, photo_style))
+    style_t = load_image(style_path).tensor
+    loss = _loss_setup(style_t, size, seed)
+    more = [load_image(_scene(eval_size, eval_size, seed=3000 + i)).tensor for i in range(more_scenes)] if (
+        photo_style is None) else []
 
     known = {"slim-v1": ("slim", SLIM_V1), **{k: (k, v) for k, v in ARCHITECTURES.items()}}
     variants = []
-    for label in labels:  # a name, or NAME:field=value,... (options overridden: bench_slim_head.parse_variant)
+    for label in labels if not checkpoints else ():  # a name, or NAME:field=value,... (bench_slim_head.parse_variant)
         name, options = parse_variant(label)
         arch, config = known[name]
         variants.append((label, arch, replace(config, **options).validated() if options else config))
-    rows: List[Dict[str, object]] = []
+    trained: List[Tuple[str, FeedForwardModel, Dict[str, object]]] = []
     for label, arch, config in variants:
         saved = ARCHITECTURES[arch]
         ARCHITECTURES[arch] = config  # train() builds the network by name
@@ -380,26 +424,21 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
             seconds = time.perf_counter() - t0
         finally:
             ARCHITECTURES[arch] = saved
-        tf = res.transformer
-        per_picture = []
-        for x in held_out:
-            y = tf.stylize(x)
-            with torch.no_grad():
-                cf = extractor(x)
-                targets = {k: cf[k].float() for k in opts.content_layers}
-                t = total_loss(y, extractor(y), content_targets=targets, style_grams=grams,
-                               style_layer_weights=style_norm, content_weight=opts.content_weight,
-                               style_weight=opts.style_weight, tv_weight=opts.tv_weight,
-                               content_layer_weights=target_scaled_weights(targets, content_w)).as_floats()
-            per_picture.append({**{k: t[k] for k in ("content", "style", "total")},
-                                **metrics.score(y, x, style_t), "grid": metrics.grid_score(y)})
-        held = _mean(per_picture)
-        tune = _mean([metrics.score(tf.stylize(x), x, style_t) for x in tuning])
         last = res.losses[-20:]
-        rows.append({"label": label, "kmac": macs_per_pixel(config) / 1e3, "seconds": seconds,
-                     "precision": res.precision_reason or res.precision, "inference": tf.describe()["precision_reason"],
-                     "train_total": sum(v["total"] for v in last) / len(last), **held,
-                     **{f"tune_{k}": v for k, v in tune.items()}})
+        trained.append((label, res.transformer, {
+            "kmac": macs_per_pixel(config) / 1e3, "seconds": seconds, "precision": res.precision_reason or res.precision,
+            "train_total": sum(v["total"] for v in last) / len(last)}))
+    for path in checkpoints:
+        tf = load_transformer(path, device="cpu", precision="fp32")
+        info = {"kmac": macs_per_pixel(tf.config) / 1e3, "seconds": float("nan"), "precision": "(loaded)",
+                "train_total": float("nan")}
+        trained.append((Path(path).stem, tf, info))
+    rows: List[Dict[str, object]] = []
+    for label, tf, info in trained:
+        tune = _mean([metrics.score(tf.stylize(x), x, style_t) for x in tuning])
+        rows.append({"label": label, **info, "inference": tf.describe()["precision_reason"],
+                     **_scored(tf, held_out, loss, style_t), **{f"tune_{k}": v for k, v in tune.items()},
+                     **({f"more_{k}": v for k, v in _scored(tf, more, loss, style_t).items()} if more else {})})
     print(f"quality: {steps} steps, {size} px crops, batch {batch}, backbone random, seed {seed}, Adam lr {learning_rate:g}, "
           f"default loss weights; held-out: {described}")
     for r in rows:
@@ -420,6 +459,9 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
     for r in rows:
         print(f"| {r['label']} | {r['tune_content_ssim']:.3f} | {r['tune_color_distance']:.4f} "
               f"| {r['tune_texture_distance']:.4f} |")
+    if more:
+        _print_scores(f"{len(more)} more held-out generated pictures (seeds 3000-{3000 + len(more) - 1}), "
+                      f"{eval_size} px:", rows, "more_")
 
 
 def _sizes(names: Sequence[str]) -> List[Tuple[int, int]]:
@@ -460,6 +502,11 @@ def main() -> None:
     ap.add_argument("--photos", metavar="STYLE", default=None,
                     help="--quality on scikit-image's photos (PHOTO_HELD_OUT, PHOTO_TUNING; the rest of the gallery's "
                     "training photos to train on) with this style picture, instead of generated ones")
+    ap.add_argument("--checkpoints", nargs="+", default=(), metavar="PTH",
+                    help="--quality: score these saved networks (trained by a run with the same --seed and "
+                    "--photos) instead of training --variants")
+    ap.add_argument("--more-scenes", type=int, default=0, metavar="N",
+                    help="--quality on generated pictures: also score N more held-out ones (seeds 3000 on)")
     ap.add_argument("--workdir", default=None, help="folder for data and checkpoints (default: a temporary one)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -473,7 +520,8 @@ def main() -> None:
         if args.quality:
             quality(args.steps, args.train_size, args.batch_size, args.eval_size, Path(args.workdir or tmp),
                     args.variants, args.train_precision, args.learning_rate, args.seed,
-                    Path(args.photos) if args.photos else None)
+                    Path(args.photos) if args.photos else None, [Path(c) for c in args.checkpoints],
+                    args.more_scenes)
         else:
             speed(args)
     print(f"total {time.perf_counter() - started:.0f} s")
