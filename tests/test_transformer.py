@@ -450,11 +450,12 @@ def test_slim_2x_has_a_half_resolution_stage_and_a_2x_resize_head():
     # a 3x3 conv at full resolution, folded at 1/2, of the stage's 4 channels and the input averaged to 1/2
     assert net.deconv3.conv2d.weight.shape == (3, 4 + 3, 3, 3) and cfg.skip_into_head and not net.input_skip
     assert net.multiple == 16 and net.min_size == 32  # the padding is the stem's, as for slim
-    # it starts from the photo with random texture over it (the untrained network: below)
-    assert cfg.skip_gain == 1.0 and not cfg.head_zero_init
+    # it starts from the photo at half its colour with random texture over it (the untrained network: below)
+    assert cfg.skip_gain == 1.0 and cfg.skip_chroma == 0.5 and not cfg.head_zero_init
     x = torch.rand(1, 3, 40, 36)
     with torch.no_grad():
-        plain = build_network("slim-2x", seed=0, skip_into_head=False, head_zero_init=True)  # skip at full res
+        plain = build_network("slim-2x", seed=0, skip_into_head=False, skip_chroma=1.0,
+                              head_zero_init=True)  # skip at full res
         assert torch.allclose(plain(x), x, atol=1e-6) and plain.deconv3.conv2d.weight.shape == (3, 4, 3, 3)
         feats = {}
         net.stage2x.register_forward_hook(lambda _m, _i, out: feats.setdefault("stage2x", out))
@@ -518,12 +519,14 @@ def test_slim_2x_checkpoints_round_trip_and_old_ones_load_without_the_final_stag
         with pytest.raises(CheckpointError):
             load_transformer(tmp_path / "bad.pth", device="cpu", precision="fp32")
     # a checkpoint written before final_norm existed (the first slim-2x: 8 channels, instance norm) rebuilds it
-    first, loaded = _saved_without(arch_config("slim-2x", final_stage=8, final_norm=True, skip_into_head=False),
+    first, loaded = _saved_without(arch_config("slim-2x", final_stage=8, final_norm=True, skip_into_head=False,
+                                               skip_chroma=1.0),
                                    "final_norm", tmp_path)
     assert loaded.config.final_norm and loaded.config.final_stage == 8 and hasattr(loaded.net, "in6")
     assert torch.equal(loaded.stylize(x), first.stylize(x))
     # one written before skip_into_head existed (the third attempt's slim-2x) rebuilds its full-resolution skip
-    third, loaded = _saved_without(arch_config("slim-2x", skip_into_head=False), "skip_into_head", tmp_path)
+    third, loaded = _saved_without(arch_config("slim-2x", skip_into_head=False, skip_chroma=1.0), "skip_into_head",
+                                   tmp_path)
     assert not loaded.config.skip_into_head and loaded.net.input_skip
     assert torch.equal(loaded.stylize(x), third.stylize(x))
     for bad in ({"input_skip": False}, {"head": "shuffle"}):
@@ -540,7 +543,7 @@ def test_skip_gain_starts_the_network_from_a_lower_contrast_photo(tmp_path):
     back = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear", align_corners=False)
     with torch.no_grad():
         for gain in (1.0, 0.5, 0.0):
-            y = build_network("slim-2x", seed=0, skip_gain=gain, head_zero_init=True)(x)
+            y = build_network("slim-2x", seed=0, skip_gain=gain, skip_chroma=1.0, head_zero_init=True)(x)
             assert torch.allclose(y[..., 1:-1, 1:-1], gain * back[..., 1:-1, 1:-1] + (1 - gain) / 2, atol=1e-6)
     for bad in (-0.1, 1.5, True, "0.5", None):
         with pytest.raises(InputError, match="skip_gain"):
@@ -589,8 +592,8 @@ def test_skip_chroma_starts_the_network_from_a_desaturated_photo(tmp_path):
 
 
 def test_head_zero_init_false_starts_the_head_random_but_keeps_the_skip_taps():
-    zero = build_network("slim-2x", seed=0, head_zero_init=True, skip_gain=0.5)
-    rand = build_network("slim-2x", seed=0, head_zero_init=False, skip_gain=0.5)
+    zero = build_network("slim-2x", seed=0, head_zero_init=True, skip_gain=0.5, skip_chroma=1.0)
+    rand = build_network("slim-2x", seed=0, head_zero_init=False, skip_gain=0.5, skip_chroma=1.0)
     for net in (zero, rand):  # the skip's taps: the gain at the centre of each channel's own tap, zero elsewhere
         w = net.deconv3.conv2d.weight.detach()[:, 4:]
         assert torch.equal(w, 0.5 * torch.eye(3)[:, :, None, None] * F.pad(torch.ones(1, 1), (1, 1, 1, 1)))

@@ -190,12 +190,13 @@ ARCHITECTURES: Dict[str, ArchConfig] = {
     #: ``slim-resize`` with a final stage of 4 channels at 1/2 resolution (instance norm), a 2x resize head, and
     #: the input skip into the head (issue 9: 8 channels before 2026-12-03's third attempt, over the speed bar in
     #: ONNX Runtime; the skip added at full resolution before its fourth, which left the photo's fine detail
-    #: whole and the style weak: docs/benchmarks.md, 2026-12-03). Trained from the photo with random texture over
-    #: it (head_zero_init false, 2026-12-04: from the photo alone, 400 steps kept it nearly whole with little of
-    #: the style's colour; from half its contrast, skip_gain 0.5, the gallery's photos lost their subject).
+    #: whole and the style weak: docs/benchmarks.md, 2026-12-03). Trained from the photo at half its colour
+    #: (skip_chroma 0.5, chosen on generated and photo tuning sets, 2026-12-04, sixth attempt) with random texture
+    #: over it (head_zero_init false, fifth attempt: from the photo alone, 400 steps kept it nearly whole with
+    #: little of the style's colour; from half its contrast, skip_gain 0.5, the gallery's photos lost their subject).
     "slim-2x": ArchConfig(
         "slim-2x", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
-        input_skip=True, head="resize", final_stage=4, skip_into_head=True, head_zero_init=False,
+        input_skip=True, head="resize", final_stage=4, skip_into_head=True, head_zero_init=False, skip_chroma=0.5,
     ),
 }
 
