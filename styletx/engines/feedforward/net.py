@@ -87,8 +87,9 @@ class ArchConfig:
     the photo in its own colours).
     ``head_zero_init`` (with ``input_skip``): the head's taps on the network's own features start at zero, so an
     untrained network is exactly its skip (default true); false: PyTorch's default (uniform) initialisation, so
-    training starts from the skip with random texture over it. The last two are only the initialisation: a
-    trained network's weights are what they learned, and checkpoints saved without the fields load unchanged."""
+    training starts from the skip with random texture over it. ``skip_gain``, ``skip_chroma`` and
+    ``head_zero_init`` are only the initialisation: a trained network's weights are what they learned, and
+    checkpoints saved without the fields load unchanged."""
 
     name: str = "standard"
     channels: Tuple[int, int, int] = (32, 64, 128)
