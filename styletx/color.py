@@ -27,7 +27,8 @@ __all__ = ["match_histogram", "transfer_luminance", "rgb_to_ycbcr", "ycbcr_to_rg
 MATCH_METHODS = ("histogram", "linear", "channels")
 
 _KR, _KG, _KB = 0.299, 0.587, 0.114
-#: The luminance of an RGB pixel as the weighted sum of its channels (ITU-R BT.601, as everywhere here).
+#: The luminance of an RGB pixel as the weighted sum of its channels (ITU-R BT.601, the Y of JPEG's YCbCr): every
+#: "luminance" in styletx (the metrics, optical flow, the transformer's skip) uses these.
 LUMA_WEIGHTS = (_KR, _KG, _KB)
 _CB_SCALE = 0.5 / (1.0 - _KB)  # 0.5643
 _CR_SCALE = 0.5 / (1.0 - _KR)  # 0.7133

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 from torch import Tensor
 
+from .color import LUMA_WEIGHTS
 from .errors import ImageError, InputError
 from .io.image import load_image
 from .options import DEFAULT_MAX_PIXELS
@@ -54,8 +55,6 @@ __all__ = [
     "TEXTURE_ORIENTATIONS",
 ]
 
-#: Rec. 601 luma weights (the Y of JPEG's YCbCr), used for every "luminance" here.
-_LUMA = (0.299, 0.587, 0.114)
 
 #: Number of projection directions of the sliced Wasserstein colour distance.
 COLOR_DIRECTIONS = 64
@@ -102,7 +101,7 @@ def _halve(x: Tensor) -> Tensor:
 def _luma(x: Tensor) -> Tensor:
     """(N, 3, H, W) -> (N, 1, H, W) Rec. 601 luminance."""
     r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    return _LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b
+    return LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
 
 
 # ----------------------------------------------------------------------------------------------------- content SSIM
