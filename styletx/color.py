@@ -21,14 +21,15 @@ from torch import Tensor
 from .errors import InputError
 from .tensors import resize_to
 
-__all__ = ["match_histogram", "transfer_luminance", "rgb_to_ycbcr", "ycbcr_to_rgb", "MATCH_METHODS", "LUMA_WEIGHTS"]
+__all__ = ["match_histogram", "transfer_luminance", "rgb_to_ycbcr", "ycbcr_to_rgb", "luminance", "MATCH_METHODS",
+           "LUMA_WEIGHTS"]
 
 #: Methods of :func:`match_histogram`.
 MATCH_METHODS = ("histogram", "linear", "channels")
 
 _KR, _KG, _KB = 0.299, 0.587, 0.114
 #: The luminance of an RGB pixel as the weighted sum of its channels (ITU-R BT.601, the Y of JPEG's YCbCr): every
-#: "luminance" in styletx (the metrics, optical flow, the transformer's skip) uses these.
+#: "luminance" in styletx (:func:`luminance`: the metrics, optical flow; the transformer's skip) uses these.
 LUMA_WEIGHTS = (_KR, _KG, _KB)
 _CB_SCALE = 0.5 / (1.0 - _KB)  # 0.5643
 _CR_SCALE = 0.5 / (1.0 - _KR)  # 0.7133
@@ -52,10 +53,15 @@ def _match_batch(name: str, x: Tensor, n: int) -> Tensor:
     raise InputError(f"{name}: batch of {x.shape[0]} images does not match {n} (use 1 or {n})")
 
 
+def luminance(rgb: Tensor) -> Tensor:
+    """(N, 3, H, W) RGB -> (N, 1, H, W) BT.601 luminance (:data:`LUMA_WEIGHTS`), in the input's dtype."""
+    return _KR * rgb[:, 0:1] + _KG * rgb[:, 1:2] + _KB * rgb[:, 2:3]
+
+
 def rgb_to_ycbcr(rgb: Tensor) -> Tensor:
     """(N, 3, H, W) RGB in [0, 1] -> full-range YCbCr (Y in [0, 1], Cb and Cr in [0, 1] centred on 0.5)."""
-    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
-    y = _KR * r + _KG * g + _KB * b
+    r, b = rgb[:, 0:1], rgb[:, 2:3]
+    y = luminance(rgb)
     cb = 0.5 + _CB_SCALE * (b - y)
     cr = 0.5 + _CR_SCALE * (r - y)
     return torch.cat([y, cb, cr], dim=1)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 from torch import Tensor
 
-from .color import LUMA_WEIGHTS
+from .color import luminance
 from .errors import ImageError, InputError
 from .io.image import load_image
 from .options import DEFAULT_MAX_PIXELS
@@ -98,12 +98,6 @@ def _halve(x: Tensor) -> Tensor:
     return F.interpolate(x, size=(max(1, h // 2), max(1, w // 2)), mode="bilinear", align_corners=False, antialias=True)
 
 
-def _luma(x: Tensor) -> Tensor:
-    """(N, 3, H, W) -> (N, 1, H, W) Rec. 601 luminance."""
-    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    return LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
-
-
 # ----------------------------------------------------------------------------------------------------- content SSIM
 
 
@@ -118,8 +112,8 @@ def content_ssim(output: Any, content: Any) -> float:
     ref = _as_image(content, "content")
     h, w = ref.shape[-2:]
     out = resize_to(out, (h, w), mode="bilinear")
-    a = _luma(out)[0, 0].double().numpy()
-    b = _luma(ref)[0, 0].double().numpy()
+    a = luminance(out)[0, 0].double().numpy()
+    b = luminance(ref)[0, 0].double().numpy()
     side = min(h, w)
     if side >= 11:
         kwargs: Dict[str, Any] = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
@@ -223,7 +217,7 @@ def _gabor_bank() -> Tensor:
 def _opponent(x: Tensor) -> Tensor:
     """(1, 3, H, W) RGB -> (1, 3, H, W) luminance, red-green, blue-yellow."""
     r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    return torch.cat([_luma(x), r - g, 0.5 * (r + g) - b], dim=1)
+    return torch.cat([luminance(x), r - g, 0.5 * (r + g) - b], dim=1)
 
 
 def _texture_grams(x: Tensor) -> List[Tensor]:
@@ -340,7 +334,7 @@ def edge_contrast(image: Any, width: int = 1) -> float:
     """
     if not isinstance(width, int) or isinstance(width, bool) or width < 1:
         raise InputError(f"width: expected an integer >= 1, got {width!r}")
-    y = _luma(_as_image(image, "image").double())[0, 0]
+    y = luminance(_as_image(image, "image").double())[0, 0]
     if min(y.shape) < 4 * width:
         raise InputError(f"image: {y.shape[-1]}x{y.shape[-2]} px is too small for a {width}-px edge contrast "
                          f"(needs at least {4 * width} px on each side)")

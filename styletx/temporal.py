@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from skimage.registration import optical_flow_ilk, optical_flow_tvl1
 from torch import Tensor
 
-from .color import LUMA_WEIGHTS
+from .color import luminance
 from .errors import InputError
 from .tensors import check_batch, resize_to
 
@@ -94,7 +94,7 @@ def _grey(frame: Tensor, max_side: Optional[int]) -> np.ndarray:
     to ``max_side`` pixels (antialiased bilinear; never enlarged)."""
     x = frame.detach().float()
     if x.shape[1] == 3:
-        grey = LUMA_WEIGHTS[0] * x[:, 0:1] + LUMA_WEIGHTS[1] * x[:, 1:2] + LUMA_WEIGHTS[2] * x[:, 2:3]
+        grey = luminance(x)
     else:
         grey = x.mean(dim=1, keepdim=True)
     h, w = grey.shape[-2:]
