@@ -381,15 +381,16 @@ def _loss_setup(style_t: torch.Tensor, size: int, seed: int) -> Dict[str, object
             "content_w": normalised_layer_weights(opts.content_layers, None)}
 
 
-def _print_scores(title: str, rows: Sequence[Dict[str, object]], prefix: str) -> None:
-    print(title)
-    print("| network | held-out content | held-out style | held-out total | content_ssim | color_distance "
-          "| texture_distance | grid_score |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['label']} | {r[prefix + 'content']:.3f} | {r[prefix + 'style']:.3f} | {r[prefix + 'total']:.3f} "
-              f"| {r[prefix + 'content_ssim']:.3f} | {r[prefix + 'color_distance']:.4f} "
-              f"| {r[prefix + 'texture_distance']:.4f} | {r[prefix + 'grid']:.4f} |")
+#: The columns of :func:`_scored`'s figures in the printed tables.
+_SCORE_HEADER = ("held-out content | held-out style | held-out total | content_ssim | color_distance "
+                 "| texture_distance | grid_score")
+
+
+def _score_cells(r: Dict[str, object], prefix: str = "") -> str:
+    """The :data:`_SCORE_HEADER` cells of row ``r`` (its keys ``prefix`` + each score's name)."""
+    return (f"{r[prefix + 'content']:.3f} | {r[prefix + 'style']:.3f} | {r[prefix + 'total']:.3f} "
+            f"| {r[prefix + 'content_ssim']:.3f} | {r[prefix + 'color_distance']:.4f} "
+            f"| {r[prefix + 'texture_distance']:.4f} | {r[prefix + 'grid']:.4f}")
 
 
 def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
@@ -445,13 +446,10 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
         print(f"  {r['label']}: training in {r['precision']}; held-out inference in {r['inference']}")
     inputs_grid = sum(metrics.grid_score(x) for x in held_out) / len(held_out)
     print(f"grid_score (4 px) of the held-out inputs themselves: {inputs_grid:.4f}")
-    print("| network | kMAC/px | train s | train loss (last 20) | held-out content | held-out style | held-out total"
-          " | content_ssim | color_distance | texture_distance | grid_score |")
+    print(f"| network | kMAC/px | train s | train loss (last 20) | {_SCORE_HEADER} |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['label']} | {r['kmac']:.2f} | {r['seconds']:.0f} | {r['train_total']:.3f} | {r['content']:.3f} "
-              f"| {r['style']:.3f} | {r['total']:.3f} | {r['content_ssim']:.3f} | {r['color_distance']:.4f} "
-              f"| {r['texture_distance']:.4f} | {r['grid']:.4f} |")
+        print(f"| {r['label']} | {r['kmac']:.2f} | {r['seconds']:.0f} | {r['train_total']:.3f} | {_score_cells(r)} |")
     print("tuning pictures (for choosing options):", "4 other generated pictures" if photo_style is None
           else ", ".join(PHOTO_TUNING))
     print("| network | content_ssim | color_distance | texture_distance |")
@@ -460,8 +458,11 @@ def quality(steps: int, size: int, batch: int, eval_size: int, workdir: Path,
         print(f"| {r['label']} | {r['tune_content_ssim']:.3f} | {r['tune_color_distance']:.4f} "
               f"| {r['tune_texture_distance']:.4f} |")
     if more:
-        _print_scores(f"{len(more)} more held-out generated pictures (seeds 3000-{3000 + len(more) - 1}), "
-                      f"{eval_size} px:", rows, "more_")
+        print(f"{len(more)} more held-out generated pictures (seeds 3000-{3000 + len(more) - 1}), {eval_size} px:")
+        print(f"| network | {_SCORE_HEADER} |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['label']} | {_score_cells(r, 'more_')} |")
 
 
 def _sizes(names: Sequence[str]) -> List[Tuple[int, int]]:
