@@ -591,6 +591,36 @@ def test_skip_chroma_starts_the_network_from_a_desaturated_photo(tmp_path):
     assert loaded.config.skip_chroma == 1.0 and torch.equal(loaded.stylize(x), old.stylize(x))
 
 
+def test_color_path_starts_at_zero_and_sets_the_skips_colour(tmp_path):
+    """color_path: a 1x1 conv from deconv2's features, resized bilinearly to the head's resolution and added to the
+    skip's channels. Zero at the start (the network is slim-2x's at the same seed); an offset in its bias moves the
+    untrained network's output by that offset through the skip's identity taps; training reaches its weights."""
+    x = torch.rand(1, 3, 40, 36)
+    plain = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True)
+    net = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True, color_path=True)
+    assert net.color1x1.weight.shape == (3, 16, 1, 1)
+    with torch.no_grad():
+        assert torch.equal(net(x), plain(x))
+        net.color1x1.bias.copy_(torch.tensor([0.1, 0.0, -0.05]))
+        shift = (net(x) - plain(x)).mean(dim=(0, 2, 3))
+    assert torch.allclose(shift, torch.tensor([0.1, 0.0, -0.05]), atol=1e-5)
+    trained = build_network("slim-2x", seed=0, color_path=True)
+    trained(x).square().mean().backward()
+    assert float(trained.color1x1.weight.grad.abs().max()) > 0
+    assert macs_per_pixel(arch_config("slim-2x", color_path=True)) - macs_per_pixel("slim-2x") == 16 * 3 / 16
+    for bad in (1, "true", None):
+        with pytest.raises(InputError, match="color_path"):
+            arch_config("slim-2x", color_path=bad)
+    with pytest.raises(InputError, match="color_path: needs skip_into_head"):
+        arch_config("slim-resize", color_path=True)
+    old, loaded = _saved_without(arch_config("slim-2x"), "color_path", tmp_path)
+    assert loaded.config.color_path is False and torch.equal(loaded.stylize(x), old.stylize(x))
+    tf = new_transformer("slim-2x", seed=4, device="cpu", precision="fp32", color_path=True)
+    torch.nn.init.normal_(tf.net.color1x1.weight, std=0.1)
+    back = load_transformer(tf.save(tmp_path / "c.pth"), device="cpu", precision="fp32")
+    assert back.config.color_path is True and torch.equal(back.stylize(x), tf.stylize(x))
+
+
 def test_head_zero_init_false_starts_the_head_random_but_keeps_the_skip_taps():
     zero = build_network("slim-2x", seed=0, head_zero_init=True, skip_gain=0.5, skip_chroma=1.0)
     rand = build_network("slim-2x", seed=0, head_zero_init=False, skip_gain=0.5, skip_chroma=1.0)

@@ -16,7 +16,9 @@ Four architectures, chosen by name:
   ``ArchConfig.final_stage``) before a 2x resize head (bilinear 2x + 3x3 conv, folded into a 3x3 conv to 12
   channels at 1/2 + the 2x pixel shuffle): no grid, some freedom at half resolution. Its input skip goes into
   the head (``ArchConfig.skip_into_head``: the input averaged to 1/2 is three more head channels), so it can
-  replace the photo's finest detail instead of only adding to it.
+  replace the photo's finest detail instead of only adding to it. An option, ``ArchConfig.color_path``, adds a
+  1x1 conv from the 1/4-resolution features to three channels, resized to 1/2 and added to the skip: the deep
+  features set the low-frequency colour directly.
 
 Every network takes (N, 3, H, W) float in [0, 1] and returns (N, 3, H, W) in about [0, 1] (unclamped, so
 training keeps its gradients); any H and W: the input is reflection-padded to a multiple of 4 x unshuffle (and
@@ -89,7 +91,11 @@ class ArchConfig:
     untrained network is exactly its skip (default true); false: PyTorch's default (uniform) initialisation, so
     training starts from the skip with random texture over it. ``skip_gain``, ``skip_chroma`` and
     ``head_zero_init`` are only the initialisation: a trained network's weights are what they learned, and
-    checkpoints saved without the fields load unchanged."""
+    checkpoints saved without the fields load unchanged.
+    ``color_path`` (with ``skip_into_head``): a 1x1 conv from ``deconv2``'s features to three channels, resized
+    bilinearly to the head's resolution and added to the skip's channels (zero at the start): the network's deepest
+    view sets the low-frequency colour directly instead of through the final stage's few channels (default false,
+    what checkpoints saved without the field load with)."""
 
     name: str = "standard"
     channels: Tuple[int, int, int] = (32, 64, 128)
@@ -107,6 +113,7 @@ class ArchConfig:
     skip_gain: float = 1.0
     head_zero_init: bool = True
     skip_chroma: float = 1.0
+    color_path: bool = False
 
     @property
     def head_scale(self) -> int:
@@ -148,13 +155,15 @@ class ArchConfig:
                              f"kernel_out {self.kernel_out!r}")
         if self.skip_into_head is True and (self.input_skip is not True or self.head != "resize"):
             raise InputError("arch skip_into_head: needs input_skip and the resize head")
+        if self.color_path is True and self.skip_into_head is not True:
+            raise InputError("arch color_path: needs skip_into_head (it adds to the skip's channels)")
         for name in ("skip_gain", "skip_chroma"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise InputError(f"arch {name}: expected a number in [0, 1], got {v!r}")
             if v != 1 and self.skip_into_head is not True:
                 raise InputError(f"arch {name}: needs skip_into_head (the skip's taps in the head)")
-        for name in ("separable", "input_skip", "final_norm", "skip_into_head", "head_zero_init"):
+        for name in ("separable", "input_skip", "final_norm", "skip_into_head", "head_zero_init", "color_path"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"arch {name}: expected true or false, got {getattr(self, name)!r}")
         return self
@@ -412,6 +421,11 @@ class TransformerNet(nn.Module):
                 self.deconv3.conv2d.weight[:, c_head:] = 0.0
                 self.deconv3.conv2d.weight[:, c_head:, k // 2, k // 2] = taps
                 self.deconv3.conv2d.bias.fill_((1.0 - gain) / 2 * float(config.value_range))
+        if config.color_path:  # deconv2's features -> a colour offset for the skip, zero at the start (built last: the
+            # other layers draw the same random numbers as without it)
+            self.color1x1 = nn.Conv2d(c1, 3, 1)
+            nn.init.zeros_(self.color1x1.weight)
+            nn.init.zeros_(self.color1x1.bias)
         self.value_range = float(config.value_range)
         self.unshuffle = int(config.unshuffle)
         self.multiple = self.MULTIPLE * self.unshuffle
@@ -433,11 +447,17 @@ class TransformerNet(nn.Module):
             y = block(y)
         y = F.relu(self.in4(self.deconv1(y)))
         y = F.relu(self.in5(self.deconv2(y)))
+        color = self.color1x1(y) if self.config.color_path else None
         if self.config.final_stage:
             y = self.stage2x(y)
             y = F.relu(self.in6(y) if self.config.final_norm else y)
         if self.skip_into_head:
-            y = torch.cat([y, block_mean(x_in, self.head_scale)], 1)
+            skip = block_mean(x_in, self.head_scale)
+            if color is not None:
+                if color.shape[-1] != skip.shape[-1]:  # deconv2 at 1/unshuffle, the head at 1/head_scale
+                    color = F.interpolate(color, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+                skip = skip + color
+            y = torch.cat([y, skip], 1)
         y = self.deconv3(y)
         if self.head_scale > 1:
             y = self.depth_to_space(y) if hasattr(self, "depth_to_space") else F.pixel_shuffle(y, self.head_scale)
@@ -482,5 +502,7 @@ def macs_per_pixel(config: Union[str, ArchConfig]) -> float:
         m += 9 * c1 * c_head * 4
     # the head: k x k (3x3 folded for resize) to 3 * s^2 channels at r2 / s^2 positions (s = head_scale)
     c_in = c_head + 3 if cfg.skip_into_head else c_head  # the input's three channels joining the head
+    if cfg.color_path:  # a 1x1 conv to three channels at deconv2's resolution (1/unshuffle)
+        m += c1 * 3
     m += cfg.kernel_out**2 * c_in * 3 * r2
     return float(m) / r2

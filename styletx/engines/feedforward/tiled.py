@@ -40,7 +40,8 @@ def receptive_halo(net: TransformerNet) -> int:
     radius += 2 * r + 2 * r + 1 * r  # upsample + conv at 1/2, at 1
     s = net.head_scale
     if cfg.final_stage:
-        radius += s  # upsample + conv at 2x (1/s of the input)
+        # upsample + conv at 2x (1/s of the input); the colour path's bilinear resize reaches one 1/r pixel
+        radius += r if cfg.color_path else s
     radius += (cfg.kernel_out // 2) * s  # conv out (a resize head: its folded 3x3)
     radius += 2 * net.multiple  # nearest-upsampling and stride rounding
     return int(math.ceil(radius / net.multiple) * net.multiple)
