@@ -66,14 +66,16 @@ def test_export_refuses_unknown_formats_and_clobbering(model_path, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # no temporary file left behind
 
 
-@pytest.mark.parametrize("arch, options", [("slim-resize", {}), ("slim-2x", {}), ("slim-2x", {"color_path": True})])
+@pytest.mark.parametrize("arch, options", [("slim-resize", {}), ("slim-2x", {}), ("slim-2x", {"color_path": True}),
+                                           ("slim-2x", {"skip_map": 4})])
 def test_resize_head_networks_export_to_onnx_and_torchscript(arch, options, tmp_path):
     """The resize heads (slim-2x's after its half-resolution stage, with and without the colour path's resize)
-    trace into both formats with the eager model's numbers, at sizes that are not multiples of the network's 16 px."""
+    trace into both formats with the eager model's numbers, at sizes that are not multiples of the network's 16 px
+    (and the skip's per-pixel colour map)."""
     tf = new_transformer(arch, seed=2, device="cpu", precision="fp32", **options)
     gen = torch.Generator().manual_seed(5)
     with torch.no_grad():  # untrained, the input skip makes it the identity: give the head a real change
-        for conv in (tf.net.deconv3.conv2d, getattr(tf.net, "color1x1", None)):
+        for conv in (tf.net.deconv3.conv2d, getattr(tf.net, "color1x1", None), getattr(tf.net, "skip_map2", None)):
             if conv is not None:
                 conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.05)
     path = tf.save(tmp_path / f"{arch}.pth")

@@ -38,14 +38,15 @@ def test_tiled_equals_whole_for_a_tiny_standard_net():
     assert (tiled - whole).abs().max().item() < 1e-4
 
 
-@pytest.mark.parametrize("color_path", [False, True])
-def test_tiled_equals_whole_for_slim_2x(color_path):
-    """The final half-resolution stage, the colour path's resize and the 2x head are inside the halo: the tiled
-    output is the whole one."""
-    model = new_transformer("slim-2x", seed=3, device="cpu", precision="fp32", res_blocks=1, color_path=color_path)
+@pytest.mark.parametrize("options", [{}, {"color_path": True}, {"skip_map": 4}])
+def test_tiled_equals_whole_for_slim_2x(options):
+    """The final half-resolution stage, the colour path's resize, the skip's colour map and the 2x head are inside
+    the halo: the tiled output is the whole one."""
+    model = new_transformer("slim-2x", seed=3, device="cpu", precision="fp32", res_blocks=1, **options)
     torch.nn.init.normal_(model.net.deconv3.conv2d.weight, std=0.1)
-    if color_path:
-        torch.nn.init.normal_(model.net.color1x1.weight, std=0.3)
+    for name in ("color1x1", "skip_map2"):
+        if hasattr(model.net, name):
+            torch.nn.init.normal_(getattr(model.net, name).weight, std=0.3)
     x = _image(80, 112, seed=4)
     with torch.no_grad():
         whole = model.net(x)

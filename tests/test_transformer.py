@@ -621,6 +621,45 @@ def test_color_path_starts_at_zero_and_sets_the_skips_colour(tmp_path):
     assert back.config.color_path is True and torch.equal(back.stylize(x), tf.stylize(x))
 
 
+def test_skip_map_starts_at_zero_and_remaps_colours_pixel_by_pixel(tmp_path):
+    """skip_map N: 1x1 conv 3 -> N, ReLU, 1x1 conv N -> 3 on the skip, added to it. Zero at the start (the network is
+    slim-2x's at the same seed); a map that sends every colour c to c + f(c) moves each untrained output pixel by f
+    of its 2x2-averaged input colour, resized back up, and nothing else: a per-pixel map, no spatial mixing."""
+    x = torch.rand(1, 3, 48, 32)  # multiples of 16: no padding
+    plain = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True)
+    net = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True, skip_map=4)
+    assert net.skip_map1.weight.shape == (4, 3, 1, 1) and net.skip_map2.weight.shape == (3, 4, 1, 1)
+    with torch.no_grad():
+        assert torch.equal(net(x), plain(x))
+        # f(c) = (relu(c_red - 0.5), 0, 0): only pixels whose averaged red is above 0.5 change, by that much
+        net.skip_map1.weight.zero_()
+        net.skip_map1.bias.zero_()
+        net.skip_map1.weight[0, 0] = 1.0
+        net.skip_map1.bias[0] = -0.5
+        net.skip_map2.weight[0, 0] = 1.0
+        change = net(x) - plain(x)
+    mean_red = F.avg_pool2d(x[:, :1], 2)
+    expected = F.interpolate((mean_red - 0.5).clamp(min=0), scale_factor=2, mode="bilinear", align_corners=False)
+    inner = (..., slice(2, -2), slice(2, -2))  # the head's border rows come from its own (reflected) padding
+    assert torch.allclose(change[:, :1][inner], expected[inner], atol=1e-5)
+    assert change[:, 1:].abs().max() < 1e-6
+    trained = build_network("slim-2x", seed=0, skip_map=4)
+    trained(x).square().mean().backward()
+    assert float(trained.skip_map2.weight.grad.abs().max()) > 0
+    assert macs_per_pixel(arch_config("slim-2x", skip_map=8)) - macs_per_pixel("slim-2x") == 6 * 8 / 4
+    for bad in (-1, 1.5, True, "8"):
+        with pytest.raises(InputError, match="skip_map"):
+            arch_config("slim-2x", skip_map=bad)
+    with pytest.raises(InputError, match="skip_map: needs skip_into_head"):
+        arch_config("slim-resize", skip_map=8)
+    old, loaded = _saved_without(arch_config("slim-2x"), "skip_map", tmp_path)
+    assert loaded.config.skip_map == 0 and torch.equal(loaded.stylize(x), old.stylize(x))
+    tf = new_transformer("slim-2x", seed=4, device="cpu", precision="fp32", skip_map=8)
+    torch.nn.init.normal_(tf.net.skip_map2.weight, std=0.1)
+    back = load_transformer(tf.save(tmp_path / "m.pth"), device="cpu", precision="fp32")
+    assert back.config.skip_map == 8 and torch.equal(back.stylize(x), tf.stylize(x))
+
+
 def test_head_zero_init_false_starts_the_head_random_but_keeps_the_skip_taps():
     zero = build_network("slim-2x", seed=0, head_zero_init=True, skip_gain=0.5, skip_chroma=1.0)
     rand = build_network("slim-2x", seed=0, head_zero_init=False, skip_gain=0.5, skip_chroma=1.0)

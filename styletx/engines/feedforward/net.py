@@ -95,7 +95,11 @@ class ArchConfig:
     ``color_path`` (with ``skip_into_head``): a 1x1 conv from ``deconv2``'s features to three channels, resized
     bilinearly to the head's resolution and added to the skip's channels (zero at the start): the network's deepest
     view sets the low-frequency colour directly instead of through the final stage's few channels (default false,
-    what checkpoints saved without the field load with)."""
+    what checkpoints saved without the field load with).
+    ``skip_map`` (with ``skip_into_head``): hidden channels of a per-pixel colour map on the skip (1x1 conv 3 -> N,
+    ReLU, 1x1 conv N -> 3, added to the skip; the second conv starts at zero): the photo's colours are remapped
+    pixel by pixel toward the style's palette without moving an edge (default 0: none, what checkpoints saved
+    without the field load with)."""
 
     name: str = "standard"
     channels: Tuple[int, int, int] = (32, 64, 128)
@@ -114,6 +118,7 @@ class ArchConfig:
     head_zero_init: bool = True
     skip_chroma: float = 1.0
     color_path: bool = False
+    skip_map: int = 0
 
     @property
     def head_scale(self) -> int:
@@ -157,6 +162,11 @@ class ArchConfig:
             raise InputError("arch skip_into_head: needs input_skip and the resize head")
         if self.color_path is True and self.skip_into_head is not True:
             raise InputError("arch color_path: needs skip_into_head (it adds to the skip's channels)")
+        if not _is_int(self.skip_map) or not 0 <= self.skip_map <= ARCH_LIMITS["channels"]:
+            raise InputError(f"arch skip_map: expected an integer in [0, {ARCH_LIMITS['channels']}] (0: none), "
+                             f"got {self.skip_map!r}")
+        if self.skip_map and self.skip_into_head is not True:
+            raise InputError("arch skip_map: needs skip_into_head (it remaps the skip's channels)")
         for name in ("skip_gain", "skip_chroma"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
@@ -426,6 +436,11 @@ class TransformerNet(nn.Module):
             self.color1x1 = nn.Conv2d(c1, 3, 1)
             nn.init.zeros_(self.color1x1.weight)
             nn.init.zeros_(self.color1x1.bias)
+        if config.skip_map:  # a per-pixel colour map of the skip, zero at the start (built last, as above)
+            self.skip_map1 = nn.Conv2d(3, int(config.skip_map), 1)
+            self.skip_map2 = nn.Conv2d(int(config.skip_map), 3, 1)
+            nn.init.zeros_(self.skip_map2.weight)
+            nn.init.zeros_(self.skip_map2.bias)
         self.value_range = float(config.value_range)
         self.unshuffle = int(config.unshuffle)
         self.multiple = self.MULTIPLE * self.unshuffle
@@ -453,6 +468,8 @@ class TransformerNet(nn.Module):
             y = F.relu(self.in6(y) if self.config.final_norm else y)
         if self.skip_into_head:
             skip = block_mean(x_in, self.head_scale)
+            if self.config.skip_map:
+                skip = skip + self.skip_map2(F.relu(self.skip_map1(skip)))
             if color is not None:
                 if color.shape[-1] != skip.shape[-1]:  # deconv2 at 1/unshuffle, the head at 1/head_scale
                     color = F.interpolate(color, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -504,5 +521,7 @@ def macs_per_pixel(config: Union[str, ArchConfig]) -> float:
     c_in = c_head + 3 if cfg.skip_into_head else c_head  # the input's three channels joining the head
     if cfg.color_path:  # a 1x1 conv to three channels at deconv2's resolution (1/unshuffle)
         m += c1 * 3
+    if cfg.skip_map:  # two 1x1 convs, 3 -> N -> 3, at the head's resolution (1/head_scale)
+        m += 6 * cfg.skip_map * (cfg.unshuffle // cfg.head_scale) ** 2
     m += cfg.kernel_out**2 * c_in * 3 * r2
     return float(m) / r2
