@@ -67,7 +67,7 @@ def test_export_refuses_unknown_formats_and_clobbering(model_path, tmp_path):
 
 
 @pytest.mark.parametrize("arch, options", [("slim-resize", {}), ("slim-2x", {}), ("slim-2x", {"color_path": True}),
-                                           ("slim-2x", {"skip_map": 4})])
+                                           ("slim-2x", {"skip_map": 4}), ("slim-2x", {"skip_norm": True})])
 def test_resize_head_networks_export_to_onnx_and_torchscript(arch, options, tmp_path):
     """The resize heads (slim-2x's after its half-resolution stage, with and without the colour path's resize)
     trace into both formats with the eager model's numbers, at sizes that are not multiples of the network's 16 px

@@ -38,10 +38,11 @@ def test_tiled_equals_whole_for_a_tiny_standard_net():
     assert (tiled - whole).abs().max().item() < 1e-4
 
 
-@pytest.mark.parametrize("options", [{}, {"color_path": True}, {"skip_map": 4}])
+@pytest.mark.parametrize("options", [{}, {"color_path": True}, {"skip_map": 4}, {"skip_norm": True}])
 def test_tiled_equals_whole_for_slim_2x(options):
     """The final half-resolution stage, the colour path's resize, the skip's colour map and the 2x head are inside
-    the halo: the tiled output is the whole one."""
+    the halo, and the skip's instance norm takes whole-image statistics like the others: the tiled output is the
+    whole one."""
     model = new_transformer("slim-2x", seed=3, device="cpu", precision="fp32", res_blocks=1, **options)
     torch.nn.init.normal_(model.net.deconv3.conv2d.weight, std=0.1)
     for name in ("color1x1", "skip_map2"):

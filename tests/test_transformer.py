@@ -660,6 +660,37 @@ def test_skip_map_starts_at_zero_and_remaps_colours_pixel_by_pixel(tmp_path):
     assert back.config.skip_map == 8 and torch.equal(back.stylize(x), tf.stylize(x))
 
 
+def test_skip_norm_gives_the_skip_learned_statistics_whatever_the_photos_own(tmp_path):
+    """skip_norm: the skip is instance-normalised with a learned affine (mean 0.5, deviation 0.25 at the start).
+    With the head's feature taps at zero the untrained output depends on the skip alone, so a photo and the same
+    photo darker and at lower contrast per channel give the same picture; the skip has the start's mean and deviation."""
+    x = torch.rand(1, 3, 48, 32)
+    net = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True, skip_norm=True)
+    dim = torch.tensor([0.5, 0.8, 0.6])[None, :, None, None]
+    with torch.no_grad():
+        out, out_dim = net(x), net(x * dim + 0.1)
+    assert torch.allclose(out, out_dim, atol=2e-3)  # up to the norm's eps against a smaller variance
+    assert torch.allclose(out.mean(dim=(0, 2, 3)), torch.full((3,), 0.5), atol=0.01)
+    with torch.no_grad():
+        skip = net.skip_in(block_mean(x, 2))  # the skip itself, at the head's half resolution
+    assert torch.allclose(skip.std(dim=(0, 2, 3), unbiased=False), torch.full((3,), 0.25), atol=1e-3)
+    trained = build_network("slim-2x", seed=0, skip_norm=True)
+    trained(x).square().mean().backward()
+    assert float(trained.skip_in.bias.grad.abs().max()) > 0
+    assert macs_per_pixel(arch_config("slim-2x", skip_norm=True)) == macs_per_pixel("slim-2x")
+    for bad in (1, "true", None):
+        with pytest.raises(InputError, match="skip_norm"):
+            arch_config("slim-2x", skip_norm=bad)
+    with pytest.raises(InputError, match="skip_norm: needs skip_into_head"):
+        arch_config("slim-resize", skip_norm=True)
+    old, loaded = _saved_without(arch_config("slim-2x"), "skip_norm", tmp_path)
+    assert loaded.config.skip_norm is False and torch.equal(loaded.stylize(x), old.stylize(x))
+    tf = new_transformer("slim-2x", seed=4, device="cpu", precision="fp32", skip_norm=True)
+    torch.nn.init.normal_(tf.net.skip_in.weight, mean=0.2, std=0.05)
+    back = load_transformer(tf.save(tmp_path / "n.pth"), device="cpu", precision="fp32")
+    assert back.config.skip_norm is True and torch.equal(back.stylize(x), tf.stylize(x))
+
+
 def test_head_zero_init_false_starts_the_head_random_but_keeps_the_skip_taps():
     zero = build_network("slim-2x", seed=0, head_zero_init=True, skip_gain=0.5, skip_chroma=1.0)
     rand = build_network("slim-2x", seed=0, head_zero_init=False, skip_gain=0.5, skip_chroma=1.0)

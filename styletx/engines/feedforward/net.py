@@ -99,7 +99,11 @@ class ArchConfig:
     ``skip_map`` (with ``skip_into_head``): hidden channels of a per-pixel colour map on the skip (1x1 conv 3 -> N,
     ReLU, 1x1 conv N -> 3, added to the skip; the second conv starts at zero): the photo's colours are remapped
     pixel by pixel toward the style's palette without moving an edge (default 0: none, what checkpoints saved
-    without the field load with)."""
+    without the field load with).
+    ``skip_norm`` (with ``skip_into_head``): the skip is instance-normalised per image and channel with a learned
+    affine (starting at mean 0.5, standard deviation 0.25 of the value range), so every picture's skip has the
+    brightness, contrast and colour balance training found, whatever the photo's own (default false: the photo's
+    own statistics, what checkpoints saved without the field load with)."""
 
     name: str = "standard"
     channels: Tuple[int, int, int] = (32, 64, 128)
@@ -119,6 +123,7 @@ class ArchConfig:
     skip_chroma: float = 1.0
     color_path: bool = False
     skip_map: int = 0
+    skip_norm: bool = False
 
     @property
     def head_scale(self) -> int:
@@ -167,13 +172,16 @@ class ArchConfig:
                              f"got {self.skip_map!r}")
         if self.skip_map and self.skip_into_head is not True:
             raise InputError("arch skip_map: needs skip_into_head (it remaps the skip's channels)")
+        if self.skip_norm is True and self.skip_into_head is not True:
+            raise InputError("arch skip_norm: needs skip_into_head (it normalises the skip's channels)")
         for name in ("skip_gain", "skip_chroma"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise InputError(f"arch {name}: expected a number in [0, 1], got {v!r}")
             if v != 1 and self.skip_into_head is not True:
                 raise InputError(f"arch {name}: needs skip_into_head (the skip's taps in the head)")
-        for name in ("separable", "input_skip", "final_norm", "skip_into_head", "head_zero_init", "color_path"):
+        for name in ("separable", "input_skip", "final_norm", "skip_into_head", "head_zero_init", "color_path",
+                     "skip_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"arch {name}: expected true or false, got {getattr(self, name)!r}")
         return self
@@ -441,6 +449,11 @@ class TransformerNet(nn.Module):
             self.skip_map2 = nn.Conv2d(int(config.skip_map), 3, 1)
             nn.init.zeros_(self.skip_map2.weight)
             nn.init.zeros_(self.skip_map2.bias)
+        if config.skip_norm:  # the skip's per-image statistics replaced by learned ones (registered last: the tiled
+            # path finds instance norms in registration order, and this one runs after every other)
+            self.skip_in = nn.InstanceNorm2d(3, affine=True, eps=_EPS)
+            nn.init.constant_(self.skip_in.weight, 0.25 * float(config.value_range))
+            nn.init.constant_(self.skip_in.bias, 0.5 * float(config.value_range))
         self.value_range = float(config.value_range)
         self.unshuffle = int(config.unshuffle)
         self.multiple = self.MULTIPLE * self.unshuffle
@@ -468,6 +481,8 @@ class TransformerNet(nn.Module):
             y = F.relu(self.in6(y) if self.config.final_norm else y)
         if self.skip_into_head:
             skip = block_mean(x_in, self.head_scale)
+            if self.config.skip_norm:
+                skip = self.skip_in(skip)
             if self.config.skip_map:
                 skip = skip + self.skip_map2(F.relu(self.skip_map1(skip)))
             if color is not None:
