@@ -444,17 +444,17 @@ def test_resize_head_options_are_checked():
 def test_slim_2x_has_a_half_resolution_stage_and_a_2x_resize_head():
     net = build_network("slim-2x", seed=0)
     cfg = net.config
-    assert cfg.final_stage == 4 and cfg.head == "resize" and cfg.head_scale == 2 == net.head_scale
+    assert cfg.final_stage == 4 and cfg.skip_norm and cfg.head == "resize" and cfg.head_scale == 2 == net.head_scale
     assert net.stage2x.conv2d.weight.shape == (4, 16, 3, 3) and cfg.final_norm and net.in6.weight.shape == (4,)
     assert isinstance(net.deconv3, ResizeConvHead) and net.deconv3.r == 2
     # a 3x3 conv at full resolution, folded at 1/2, of the stage's 4 channels and the input averaged to 1/2
     assert net.deconv3.conv2d.weight.shape == (3, 4 + 3, 3, 3) and cfg.skip_into_head and not net.input_skip
     assert net.multiple == 16 and net.min_size == 32  # the padding is the stem's, as for slim
-    # it starts from the photo at half its colour with random texture over it (the untrained network: below)
-    assert cfg.skip_gain == 1.0 and cfg.skip_chroma == 0.5 and not cfg.head_zero_init
+    # it starts from the photo, normalised, at half its colour, the feature taps at zero (the untrained network: below)
+    assert cfg.skip_gain == 1.0 and cfg.skip_chroma == 0.5 and cfg.head_zero_init
     x = torch.rand(1, 3, 40, 36)
     with torch.no_grad():
-        plain = build_network("slim-2x", seed=0, skip_into_head=False, skip_chroma=1.0,
+        plain = build_network("slim-2x", seed=0, skip_into_head=False, skip_norm=False, skip_chroma=1.0,
                               head_zero_init=True)  # skip at full res
         assert torch.allclose(plain(x), x, atol=1e-6) and plain.deconv3.conv2d.weight.shape == (3, 4, 3, 3)
         feats = {}
@@ -520,12 +520,12 @@ def test_slim_2x_checkpoints_round_trip_and_old_ones_load_without_the_final_stag
             load_transformer(tmp_path / "bad.pth", device="cpu", precision="fp32")
     # a checkpoint written before final_norm existed (the first slim-2x: 8 channels, instance norm) rebuilds it
     first, loaded = _saved_without(arch_config("slim-2x", final_stage=8, final_norm=True, skip_into_head=False,
-                                               skip_chroma=1.0),
+                                               skip_norm=False, skip_chroma=1.0),
                                    "final_norm", tmp_path)
     assert loaded.config.final_norm and loaded.config.final_stage == 8 and hasattr(loaded.net, "in6")
     assert torch.equal(loaded.stylize(x), first.stylize(x))
     # one written before skip_into_head existed (the third attempt's slim-2x) rebuilds its full-resolution skip
-    third, loaded = _saved_without(arch_config("slim-2x", skip_into_head=False, skip_chroma=1.0), "skip_into_head",
+    third, loaded = _saved_without(arch_config("slim-2x", skip_into_head=False, skip_norm=False, skip_chroma=1.0), "skip_into_head",
                                    tmp_path)
     assert not loaded.config.skip_into_head and loaded.net.input_skip
     assert torch.equal(loaded.stylize(x), third.stylize(x))
@@ -543,7 +543,7 @@ def test_skip_gain_starts_the_network_from_a_lower_contrast_photo(tmp_path):
     back = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear", align_corners=False)
     with torch.no_grad():
         for gain in (1.0, 0.5, 0.0):
-            y = build_network("slim-2x", seed=0, skip_gain=gain, skip_chroma=1.0, head_zero_init=True)(x)
+            y = build_network("slim-2x", seed=0, skip_gain=gain, skip_chroma=1.0, head_zero_init=True, skip_norm=False)(x)
             assert torch.allclose(y[..., 1:-1, 1:-1], gain * back[..., 1:-1, 1:-1] + (1 - gain) / 2, atol=1e-6)
     for bad in (-0.1, 1.5, True, "0.5", None):
         with pytest.raises(InputError, match="skip_gain"):
@@ -575,12 +575,13 @@ def test_skip_chroma_starts_the_network_from_a_desaturated_photo(tmp_path):
     luma = (0.299 * back[:, 0] + 0.587 * back[:, 1] + 0.114 * back[:, 2])[:, None]
     with torch.no_grad():
         for gain, chroma in ((1.0, 0.0), (0.5, 0.0), (1.0, 0.25), (0.75, 1.0)):
-            net = build_network("slim-2x", seed=0, skip_chroma=chroma, skip_gain=gain, head_zero_init=True)
+            net = build_network("slim-2x", seed=0, skip_chroma=chroma, skip_gain=gain, head_zero_init=True,
+                                skip_norm=False)
             want = gain * (chroma * back + (1 - chroma) * luma) + (1 - gain) / 2
             assert torch.allclose(net(x)[..., 1:-1, 1:-1], want[..., 1:-1, 1:-1], atol=1e-6)
-        grey = build_network("slim-2x", seed=0, skip_chroma=0.0, head_zero_init=True)(x)
+        grey = build_network("slim-2x", seed=0, skip_chroma=0.0, head_zero_init=True, skip_norm=False)(x)
         assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
-        rand = build_network("slim-2x", seed=0, skip_chroma=0.0)  # random texture over the grey photo
+        rand = build_network("slim-2x", seed=0, skip_chroma=0.0, skip_norm=False, head_zero_init=False)  # random texture
         assert float((rand(x) - luma).abs().mean()) > 1e-3
     for bad in (-0.1, 1.5, True, "0", None):
         with pytest.raises(InputError, match="skip_chroma"):
@@ -596,8 +597,8 @@ def test_color_path_starts_at_zero_and_sets_the_skips_colour(tmp_path):
     skip's channels. Zero at the start (the network is slim-2x's at the same seed); an offset in its bias moves the
     untrained network's output by that offset through the skip's identity taps; training reaches its weights."""
     x = torch.rand(1, 3, 40, 36)
-    plain = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True)
-    net = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True, color_path=True)
+    plain = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True, skip_norm=False)
+    net = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True, color_path=True, skip_norm=False)
     assert net.color1x1.weight.shape == (3, 16, 1, 1)
     with torch.no_grad():
         assert torch.equal(net(x), plain(x))
@@ -626,8 +627,8 @@ def test_skip_map_starts_at_zero_and_remaps_colours_pixel_by_pixel(tmp_path):
     slim-2x's at the same seed); a map that sends every colour c to c + f(c) moves each untrained output pixel by f
     of its 2x2-averaged input colour, resized back up, and nothing else: a per-pixel map, no spatial mixing."""
     x = torch.rand(1, 3, 48, 32)  # multiples of 16: no padding
-    plain = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True)
-    net = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True, skip_map=4)
+    plain = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True, skip_norm=False)
+    net = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True, skip_map=4, skip_norm=False)
     assert net.skip_map1.weight.shape == (4, 3, 1, 1) and net.skip_map2.weight.shape == (3, 4, 1, 1)
     with torch.no_grad():
         assert torch.equal(net(x), plain(x))
@@ -683,7 +684,7 @@ def test_skip_norm_gives_the_skip_learned_statistics_whatever_the_photos_own(tmp
             arch_config("slim-2x", skip_norm=bad)
     with pytest.raises(InputError, match="skip_norm: needs skip_into_head"):
         arch_config("slim-resize", skip_norm=True)
-    old, loaded = _saved_without(arch_config("slim-2x"), "skip_norm", tmp_path)
+    old, loaded = _saved_without(arch_config("slim-2x", skip_norm=False), "skip_norm", tmp_path)
     assert loaded.config.skip_norm is False and torch.equal(loaded.stylize(x), old.stylize(x))
     tf = new_transformer("slim-2x", seed=4, device="cpu", precision="fp32", skip_norm=True)
     torch.nn.init.normal_(tf.net.skip_in.weight, mean=0.2, std=0.05)

@@ -16,9 +16,10 @@ Four architectures, chosen by name:
   ``ArchConfig.final_stage``) before a 2x resize head (bilinear 2x + 3x3 conv, folded into a 3x3 conv to 12
   channels at 1/2 + the 2x pixel shuffle): no grid, some freedom at half resolution. Its input skip goes into
   the head (``ArchConfig.skip_into_head``: the input averaged to 1/2 is three more head channels), so it can
-  replace the photo's finest detail instead of only adding to it. An option, ``ArchConfig.color_path``, adds a
-  1x1 conv from the 1/4-resolution features to three channels, resized to 1/2 and added to the skip: the deep
-  features set the low-frequency colour directly.
+  replace the photo's finest detail instead of only adding to it. That skip is instance-normalised with a
+  learned affine (``ArchConfig.skip_norm``), so every picture's skip has the brightness and colour balance
+  training found rather than the photo's own. Two options colour the skip otherwise: ``color_path`` (a 1x1 conv
+  from the 1/4-resolution features, resized and added) and ``skip_map`` (a per-pixel colour map).
 
 Every network takes (N, 3, H, W) float in [0, 1] and returns (N, 3, H, W) in about [0, 1] (unclamped, so
 training keeps its gradients); any H and W: the input is reflection-padded to a multiple of 4 x unshuffle (and
@@ -222,9 +223,14 @@ ARCHITECTURES: Dict[str, ArchConfig] = {
     #: (skip_chroma 0.5, chosen on generated and photo tuning sets, 2026-12-04, sixth attempt) with random texture
     #: over it (head_zero_init false, fifth attempt: from the photo alone, 400 steps kept it nearly whole with
     #: little of the style's colour; from half its contrast, skip_gain 0.5, the gallery's photos lost their subject).
+    #: Since the seventh attempt (2026-12-04, evening) its skip is instance-normalised (skip_norm: the photo's own
+    #: brightness had kept its colour 16-20 % further from the style's than standard's; a colour path from the
+    #: features or a per-pixel colour map of the skip closed less of it), and with the colour taken care of the
+    #: head's feature taps start at zero again (head_zero_init: random ones cost content, chosen on tuning sets).
     "slim-2x": ArchConfig(
         "slim-2x", channels=(16, 32, 64), res_blocks=5, separable=True, kernel_in=3, kernel_out=3, unshuffle=4,
-        input_skip=True, head="resize", final_stage=4, skip_into_head=True, head_zero_init=False, skip_chroma=0.5,
+        input_skip=True, head="resize", final_stage=4, skip_into_head=True, head_zero_init=True, skip_chroma=0.5,
+        skip_norm=True,
     ),
 }
 
