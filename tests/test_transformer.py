@@ -525,8 +525,8 @@ def test_slim_2x_checkpoints_round_trip_and_old_ones_load_without_the_final_stag
     assert loaded.config.final_norm and loaded.config.final_stage == 8 and hasattr(loaded.net, "in6")
     assert torch.equal(loaded.stylize(x), first.stylize(x))
     # one written before skip_into_head existed (the third attempt's slim-2x) rebuilds its full-resolution skip
-    third, loaded = _saved_without(arch_config("slim-2x", skip_into_head=False, skip_norm=False, skip_chroma=1.0), "skip_into_head",
-                                   tmp_path)
+    third, loaded = _saved_without(arch_config("slim-2x", skip_into_head=False, skip_norm=False, skip_chroma=1.0),
+                                   "skip_into_head", tmp_path)
     assert not loaded.config.skip_into_head and loaded.net.input_skip
     assert torch.equal(loaded.stylize(x), third.stylize(x))
     for bad in ({"input_skip": False}, {"head": "shuffle"}):
@@ -543,7 +543,8 @@ def test_skip_gain_starts_the_network_from_a_lower_contrast_photo(tmp_path):
     back = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear", align_corners=False)
     with torch.no_grad():
         for gain in (1.0, 0.5, 0.0):
-            y = build_network("slim-2x", seed=0, skip_gain=gain, skip_chroma=1.0, head_zero_init=True, skip_norm=False)(x)
+            y = build_network("slim-2x", seed=0, skip_gain=gain, skip_chroma=1.0, head_zero_init=True,
+                              skip_norm=False)(x)
             assert torch.allclose(y[..., 1:-1, 1:-1], gain * back[..., 1:-1, 1:-1] + (1 - gain) / 2, atol=1e-6)
     for bad in (-0.1, 1.5, True, "0.5", None):
         with pytest.raises(InputError, match="skip_gain"):
@@ -581,7 +582,8 @@ def test_skip_chroma_starts_the_network_from_a_desaturated_photo(tmp_path):
             assert torch.allclose(net(x)[..., 1:-1, 1:-1], want[..., 1:-1, 1:-1], atol=1e-6)
         grey = build_network("slim-2x", seed=0, skip_chroma=0.0, head_zero_init=True, skip_norm=False)(x)
         assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
-        rand = build_network("slim-2x", seed=0, skip_chroma=0.0, skip_norm=False, head_zero_init=False)  # random texture
+        # random texture over the grey photo
+        rand = build_network("slim-2x", seed=0, skip_chroma=0.0, skip_norm=False, head_zero_init=False)
         assert float((rand(x) - luma).abs().mean()) > 1e-3
     for bad in (-0.1, 1.5, True, "0", None):
         with pytest.raises(InputError, match="skip_chroma"):
@@ -664,7 +666,8 @@ def test_skip_map_starts_at_zero_and_remaps_colours_pixel_by_pixel(tmp_path):
 def test_skip_norm_gives_the_skip_learned_statistics_whatever_the_photos_own(tmp_path):
     """skip_norm: the skip is instance-normalised with a learned affine (mean 0.5, deviation 0.25 at the start).
     With the head's feature taps at zero the untrained output depends on the skip alone, so a photo and the same
-    photo darker and at lower contrast per channel give the same picture; the skip has the start's mean and deviation."""
+    photo darker and at lower contrast per channel give the same picture; the skip has the start's mean and
+    deviation."""
     x = torch.rand(1, 3, 48, 32)
     net = build_network("slim-2x", seed=0, skip_chroma=1.0, head_zero_init=True, skip_norm=True)
     dim = torch.tensor([0.5, 0.8, 0.6])[None, :, None, None]

@@ -152,10 +152,12 @@ class ArchConfig:
         vr = self.value_range
         if isinstance(vr, bool) or not isinstance(vr, (int, float)) or not 0 < vr <= ARCH_LIMITS["value_range"]:
             raise InputError(f"arch value_range: expected a number in (0, {ARCH_LIMITS['value_range']}], got {vr!r}")
+        for name in ("final_stage", "skip_map"):  # channel counts of optional layers
+            n = getattr(self, name)
+            if not _is_int(n) or not 0 <= n <= ARCH_LIMITS["channels"]:
+                raise InputError(f"arch {name}: expected an integer in [0, {ARCH_LIMITS['channels']}] (0: none), "
+                                 f"got {n!r}")
         fs = self.final_stage
-        if not _is_int(fs) or not 0 <= fs <= ARCH_LIMITS["channels"]:
-            raise InputError(f"arch final_stage: expected an integer in [0, {ARCH_LIMITS['channels']}] (0: none), "
-                             f"got {fs!r}")
         if fs and self.unshuffle % 2:
             raise InputError(f"arch final_stage: needs an even unshuffle, got unshuffle {self.unshuffle!r}")
         if self.head not in HEADS:
@@ -166,15 +168,6 @@ class ArchConfig:
                              f"kernel_out {self.kernel_out!r}")
         if self.skip_into_head is True and (self.input_skip is not True or self.head != "resize"):
             raise InputError("arch skip_into_head: needs input_skip and the resize head")
-        if self.color_path is True and self.skip_into_head is not True:
-            raise InputError("arch color_path: needs skip_into_head (it adds to the skip's channels)")
-        if not _is_int(self.skip_map) or not 0 <= self.skip_map <= ARCH_LIMITS["channels"]:
-            raise InputError(f"arch skip_map: expected an integer in [0, {ARCH_LIMITS['channels']}] (0: none), "
-                             f"got {self.skip_map!r}")
-        if self.skip_map and self.skip_into_head is not True:
-            raise InputError("arch skip_map: needs skip_into_head (it remaps the skip's channels)")
-        if self.skip_norm is True and self.skip_into_head is not True:
-            raise InputError("arch skip_norm: needs skip_into_head (it normalises the skip's channels)")
         for name in ("skip_gain", "skip_chroma"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
@@ -185,6 +178,9 @@ class ArchConfig:
                      "skip_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"arch {name}: expected true or false, got {getattr(self, name)!r}")
+        for name in ("color_path", "skip_map", "skip_norm"):  # layers on the skip into the head
+            if getattr(self, name) and self.skip_into_head is not True:
+                raise InputError(f"arch {name}: needs skip_into_head (it works on the skip's channels)")
         return self
 
     def as_dict(self) -> Dict[str, Any]:
